@@ -1,0 +1,52 @@
+"""`mfcc`: MFCC and log-mel frames (librosa), the baseline that needs no weights."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import librosa
+import numpy as np
+import torch
+
+from .base import Encoder, Layer
+
+
+class MFCCEncoder(Encoder):
+    sample_rate = 16000
+    padding_invariant = True  # each item is computed on its own valid samples
+
+    def __init__(self, n_mfcc: int = 40, n_mels: int = 64, n_fft: int = 400, hop_length: int = 160):
+        super().__init__()
+        self.n_mfcc, self.n_mels, self.n_fft, self.hop_length = n_mfcc, n_mels, n_fft, hop_length
+        self.layers = [Layer("logmel", n_mels), Layer("mfcc", n_mfcc)]
+        self.default_layer = "mfcc"
+
+    @classmethod
+    def from_options(cls, pretrained_dir: Path, **options) -> "MFCCEncoder":
+        return cls(**{k: int(v) for k, v in options.items()})
+
+    def config(self) -> dict:
+        return {"n_mfcc": self.n_mfcc, "n_mels": self.n_mels, "n_fft": self.n_fft,
+                "hop_length": self.hop_length, "librosa": librosa.__version__}
+
+    def _frames(self, audio: np.ndarray) -> dict[str, np.ndarray]:
+        if len(audio) < self.n_fft:
+            audio = np.pad(audio, (0, self.n_fft - len(audio)))
+        mel = librosa.feature.melspectrogram(y=audio, sr=self.sample_rate, n_fft=self.n_fft,
+                                             hop_length=self.hop_length, n_mels=self.n_mels)
+        logmel = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
+        mfcc = librosa.feature.mfcc(S=logmel, n_mfcc=self.n_mfcc)
+        return {"logmel": logmel.T, "mfcc": mfcc.T}
+
+    def forward(self, waveforms, lengths, layers):
+        items = [self._frames(w[: int(n)].detach().cpu().numpy()) for w, n in zip(waveforms, lengths)]
+        num = max(len(item[layers[0]]) for item in items)
+        out = {}
+        for name in layers:
+            dim = items[0][name].shape[1]
+            feats = torch.zeros(len(items), num, dim)
+            mask = torch.zeros(len(items), num, dtype=torch.bool)
+            for b, item in enumerate(items):
+                feats[b, : len(item[name])] = torch.from_numpy(item[name])
+                mask[b, : len(item[name])] = True
+            out[name] = (feats.to(waveforms.device), mask.to(waveforms.device))
+        return out
