@@ -1,4 +1,8 @@
-"""Pooling of frame features over time, padding excluded."""
+"""Pooling of frame features over time, padding excluded.
+
+`PoolAccumulator` gathers running statistics per item, so that an item cut
+into several windows (long audio, encoders with a native input length) is
+pooled over the frames of all its windows exactly as if they were one."""
 from __future__ import annotations
 
 import torch
@@ -10,18 +14,48 @@ def pooled_dim(dim: int, method: str) -> int:
     return 2 * dim if method == "mean+std" else dim
 
 
-def pool(features: torch.Tensor, mask: torch.Tensor, method: str = "mean") -> torch.Tensor:
-    """features [B, N, D], mask [B, N] (True = real frame) -> [B, D] ([B, 2D]
-    for mean+std). Computed in float32 whatever the features' dtype."""
+def check_pooling(method: str) -> str:
     if method not in POOLINGS:
         raise ValueError(f"unknown pooling {method!r}; choose from {', '.join(POOLINGS)}")
-    x = features.float()
-    m = mask.to(x.dtype).unsqueeze(-1)
-    count = m.sum(dim=1).clamp_min(1.0)
-    if method == "max":
-        return x.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
-    mean = (x * m).sum(dim=1) / count
-    if method == "mean":
-        return mean
-    var = (((x - mean.unsqueeze(1)) ** 2) * m).sum(dim=1) / count
-    return torch.cat([mean, var.clamp_min(0).sqrt()], dim=-1)
+    return method
+
+
+class PoolAccumulator:
+    """Per-item sums (float64), sums of squares, frame counts and maxima."""
+
+    def __init__(self, num_items: int, dim: int, device: torch.device | str = "cpu"):
+        self.total = torch.zeros(num_items, dim, dtype=torch.float64, device=device)
+        self.squares = torch.zeros_like(self.total)
+        self.count = torch.zeros(num_items, dtype=torch.float64, device=device)
+        self.maximum = torch.full((num_items, dim), float("-inf"), dtype=torch.float64, device=device)
+
+    def add(self, items: torch.Tensor, features: torch.Tensor, mask: torch.Tensor) -> None:
+        """items [B] (which item each row belongs to), features [B, N, D], mask [B, N]."""
+        x = features.to(torch.float64)
+        m = mask.to(torch.float64).unsqueeze(-1)
+        items = items.to(self.total.device)
+        self.total.index_add_(0, items, (x * m).sum(dim=1))
+        self.squares.index_add_(0, items, (x * x * m).sum(dim=1))
+        self.count.index_add_(0, items, m.sum(dim=(1, 2)))
+        masked = x.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
+        index = items.unsqueeze(-1).expand_as(masked)
+        self.maximum.scatter_reduce_(0, index, masked, reduce="amax")
+
+    def result(self, method: str = "mean") -> torch.Tensor:
+        check_pooling(method)
+        if method == "max":
+            return self.maximum.float()
+        count = self.count.clamp_min(1.0).unsqueeze(-1)
+        mean = self.total / count
+        if method == "mean":
+            return mean.float()
+        std = (self.squares / count - mean * mean).clamp_min(0).sqrt()
+        return torch.cat([mean, std], dim=-1).float()
+
+
+def pool(features: torch.Tensor, mask: torch.Tensor, method: str = "mean") -> torch.Tensor:
+    """features [B, N, D], mask [B, N] (True = real frame) -> [B, D] ([B, 2D]
+    for mean+std), in float32."""
+    acc = PoolAccumulator(features.shape[0], features.shape[2], features.device)
+    acc.add(torch.arange(features.shape[0], device=features.device), features, mask)
+    return acc.result(method)

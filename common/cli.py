@@ -1,0 +1,175 @@
+"""Command lines of the task folders' extract.py and train.py."""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from .audio import AudioReadError
+from .datasets import DatasetError, PartialDownloadWarning
+from .encoders import ENCODERS
+from .encoders.checkpoints import CheckpointError
+from .pooling import POOLINGS
+from .store import FeatureStore, StoreMismatchError, find_stores
+from .task import Task
+from .training import DEFAULT_RECIPE, SEEDS_RECIPE, Recipe
+
+USER_ERRORS = (DatasetError, CheckpointError, StoreMismatchError, AudioReadError, KeyError, ValueError)
+
+
+def _fail(err: Exception) -> None:
+    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    sys.exit(f"error: {message}")
+
+
+def _options(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ValueError(f"--encoder-option takes KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key] = value
+    return out
+
+
+def _show_partial(message, category, *args, **kwargs):
+    if issubclass(category, PartialDownloadWarning):
+        print(f"warning: {message} (results will not be comparable with published ones)", file=sys.stderr)
+    else:
+        print(f"warning: {message}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- extract
+def extract_parser(task: Task) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=f"Extract pooled embeddings of every {task.title} item with a frozen encoder and store them "
+                    f"under {task.folder.name}/features/. Re-running with the same settings resumes an "
+                    "interrupted extraction or reuses a complete one.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--encoder", required=True, choices=sorted(ENCODERS), help="encoder from the registry")
+    p.add_argument("--data-root", help=f"dataset root in its official layout (default: ${task.data_env}); "
+                                       f"download: {task.download}")
+    p.add_argument("--layer", default=None,
+                   help="layer(s) to store: a name, an index, a comma list, or 'all' (default: the encoder's)")
+    p.add_argument("--pooling", default="mean", choices=POOLINGS, help="pooling over time")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast precision")
+    p.add_argument("--batch-size", type=int, default=64, help="most items per batch")
+    p.add_argument("--max-batch-seconds", type=float, default=160.0,
+                   help="audio seconds per batch including padding (bounds memory)")
+    p.add_argument("--num-workers", type=int, default=None, help="DataLoader decoding workers (default: cores-1, max 4)")
+    p.add_argument("--shard-size", type=int, default=1024, help="items per saved shard (unit of resumption)")
+    p.add_argument("--checkpoint", help="checkpoint file or folder, instead of the default under pretrained_models/")
+    p.add_argument("--encoder-option", action="append", metavar="KEY=VALUE", help="extra encoder option, repeatable")
+    p.add_argument("--pretrained-dir", help="folder holding the checkpoints (default: pretrained_models/)")
+    p.add_argument("--work-dir", help="where features/ and results/ go (default: the task folder)")
+    p.add_argument("--store", help="store name (default: derived from encoder, layer and pooling)")
+    p.add_argument("--overwrite", action="store_true", help="rebuild a store made with other settings")
+    return p
+
+
+def extract_main(task: Task, argv: list[str] | None = None) -> FeatureStore:
+    args = extract_parser(task).parse_args(argv)
+    warnings.showwarning = _show_partial
+    from .extract import extract_embeddings  # torch import after argument errors
+    options = _options(args.encoder_option)
+    if args.checkpoint:
+        options["checkpoint"] = args.checkpoint
+    try:
+        return extract_embeddings(
+            task, args.encoder, args.data_root, work_dir=args.work_dir, store_name=args.store, layer=args.layer,
+            pooling=args.pooling, device=args.device, precision=args.precision,
+            max_batch_seconds=args.max_batch_seconds, batch_size=args.batch_size, num_workers=args.num_workers,
+            shard_size=args.shard_size, overwrite=args.overwrite, encoder_options=options,
+            pretrained_dir=args.pretrained_dir)
+    except USER_ERRORS as err:
+        _fail(err)
+
+
+# --------------------------------------------------------------------------- train
+def train_parser(task: Task) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=f"Train probes on stored {task.title} features and write results under "
+                    f"{task.folder.name}/results/. Protocols: "
+                    + "; ".join(f"{name}: {pr.description}" for name, pr in task.protocols.items()),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--encoder", help="train on this encoder's features (default: every encoder that has features)")
+    p.add_argument("--store", help="a store name under features/<dataset>/ (when an encoder has several)")
+    p.add_argument("--layer", default=None, help="stored layer to probe, or 'all' for each layer (default: the store's)")
+    p.add_argument("--head", default="both", choices=("linear", "three_layer", "both"))
+    p.add_argument("--protocol", nargs="+", default=None, choices=list(task.protocols),
+                   help="protocols to run (default: all official ones)")
+    p.add_argument("--split", default="official", choices=("official", "random"),
+                   help="official protocol split, or the seeds' random 80/20 split with seed 42")
+    if task.subsets:
+        p.add_argument("--subset", choices=list(task.subsets), help="restrict to a subset of the classes")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="probe seeds; mean ± std over them")
+    p.add_argument("--recipe", default="default", choices=("default", "seeds"),
+                   help=f"default: lr grid {list(DEFAULT_RECIPE.lrs)} and epoch picked on validation "
+                        f"({DEFAULT_RECIPE.name}); seeds: the seeds' lr 1e-3, batch 8, 100 epochs, last epoch")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the recipe's, 100)")
+    p.add_argument("--lr", type=float, default=None, help="pin the learning rate (no grid)")
+    p.add_argument("--batch-size", type=int, default=None, help="probe batch size (default: the recipe's)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    p.add_argument("--work-dir", help="where features/ and results/ are (default: the task folder)")
+    return p
+
+
+def recipe_from_args(args) -> Recipe:
+    base = SEEDS_RECIPE if args.recipe == "seeds" else DEFAULT_RECIPE
+    changes = {}
+    if args.epochs is not None:
+        changes["epochs"] = args.epochs
+    if args.lr is not None:
+        changes["lrs"] = (args.lr,)
+    if args.batch_size is not None:
+        changes["batch_size"] = args.batch_size
+    if not changes:
+        return base
+    fields = {**base.to_dict(), **changes}
+    fields["name"] = base.name + "+" + ",".join(f"{k}={v[0] if k == 'lrs' else v}" for k, v in changes.items())
+    return Recipe(**fields)
+
+
+def train_main(task: Task, argv: list[str] | None = None) -> list[dict]:
+    args = train_parser(task).parse_args(argv)
+    from .extract import resolve_device
+    from .probing import evaluate_features
+    from .results import markdown_table, csv_row
+
+    work_dir = Path(args.work_dir or task.folder)
+    stores = find_stores(work_dir / "features", args.encoder)
+    if args.store:
+        stores = [s for s in stores if s.path.name == args.store]
+    if not stores:
+        what = f"for encoder {args.encoder!r} " if args.encoder else ""
+        _fail(ValueError(f"no complete features {what}under {work_dir / 'features'}: run "
+                         f"`python extract.py --encoder NAME --data-root DIR` first"))
+    recipe = recipe_from_args(args)
+    device = resolve_device(args.device)
+    heads = ["linear", "three_layer"] if args.head == "both" else [args.head]
+    protocols = args.protocol or list(task.protocols)
+    rows = []
+    try:
+        for store in stores:
+            settings = store.meta()["settings"]
+            layers = list(settings["layers"]) if args.layer == "all" else [args.layer or settings["default_layer"]]
+            features = store.load(layers)
+            for layer in layers:
+                for protocol in protocols:
+                    for head in heads:
+                        result = evaluate_features(
+                            task, features, layer, head, protocol, split=args.split,
+                            subset=getattr(args, "subset", None), recipe=recipe, seeds=tuple(args.seeds),
+                            device=device, work_dir=work_dir, store_name=store.path.name)
+                        rows.append(csv_row(result))
+                        metric = result["primary_metric"]
+                        print(f"{task.name} {store.path.name}/{layer} {head} {protocol}: {metric} "
+                              f"{100 * result['summary'][metric]['mean']:.1f} ± "
+                              f"{100 * result['summary'][metric]['std']:.1f}  ({result['result_file']})")
+    except USER_ERRORS as err:
+        _fail(err)
+    print()
+    print(markdown_table(rows))
+    return rows

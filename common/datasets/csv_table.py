@@ -1,0 +1,64 @@
+"""Datasets described by one metadata CSV (ESC-50, UrbanSound8K, and any new
+dataset of that kind: a new task only declares a `CsvDataset`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .base import DatasetError, DatasetListing, check_counts, find_root
+
+
+@dataclass(frozen=True)
+class CsvDataset:
+    name: str                   # e.g. "ESC-50"
+    metadata: str               # CSV path relative to the dataset folder
+    audio: str                  # audio path template, formatted with the CSV row
+    label: str                  # label column
+    id: str                     # column holding a unique id per row
+    columns: tuple[str, ...]    # columns the official CSV has
+    subdirs: tuple[str, ...]    # dataset folder names to look for under --data-root
+    download: str
+    expected_items: int | None = None
+    variant: str | None = None
+
+    def __call__(self, root: str | Path | None) -> DatasetListing:
+        base = find_root(root, self.metadata, self.subdirs, self.name, self.download)
+        table = pd.read_csv(base / self.metadata)
+        missing = [c for c in self.columns if c not in table.columns]
+        if missing:
+            raise DatasetError(f"{base / self.metadata} lacks the columns {missing} of the official "
+                               f"{self.name} metadata (found {list(table.columns)})")
+        table["path"] = [str(base / self.audio.format(**row)) for row in table.to_dict("records")]
+        exists = table["path"].map(lambda p: Path(p).exists())
+        notes = []
+        if not exists.all():
+            notes.append(f"{int((~exists).sum()):,} files listed in {self.metadata} are missing, "
+                         f"e.g. {table.loc[~exists, 'path'].iloc[0]}")
+            table = table[exists]
+        table = table.assign(id=table[self.id].astype(str), label=table[self.label].astype(str),
+                             clip_start=0.0, clip_end=float("nan"))
+        if self.expected_items:
+            notes += check_counts(self.name, {"items": len(table)}, {"items": self.expected_items})
+        elif notes:
+            check_counts(self.name, {"files": len(table)}, {"files": len(exists)})
+        return DatasetListing(table, self.variant or self.name.lower(), base, complete=not notes, notes=notes)
+
+
+ESC50 = CsvDataset(
+    name="ESC-50", variant="esc50",
+    metadata="meta/esc50.csv", audio="audio/{filename}", label="category", id="filename",
+    columns=("filename", "fold", "target", "category", "esc10", "src_file", "take"),
+    subdirs=("ESC-50-master", "ESC-50"), expected_items=2000,
+    download="https://github.com/karolpiczak/ESC-50 (archive master.zip)",
+)
+
+URBANSOUND8K = CsvDataset(
+    name="UrbanSound8K", variant="urbansound8k",
+    metadata="metadata/UrbanSound8K.csv", audio="audio/fold{fold}/{slice_file_name}", label="class",
+    id="slice_file_name",
+    columns=("slice_file_name", "fsID", "start", "end", "salience", "fold", "classID", "class"),
+    subdirs=("UrbanSound8K",), expected_items=8732,
+    download="https://urbansounddataset.weebly.com/urbansound8k.html",
+)

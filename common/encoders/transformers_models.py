@@ -1,0 +1,461 @@
+"""Encoders from Hugging Face `transformers`, loaded from local directories only.
+
+hubert, wav2vec2, wavlm, data2vec_audio (16 kHz, frame-level), whisper (encoder
+only, 30 s windows), ast (AudioSet-finetuned spectrogram transformer) and clap
+(LAION CLAP audio tower). Each is a few lines on top of `TransformersEncoder`,
+which
+
+- finds `pretrained_dir/<default_dir>` or the `checkpoint=DIR` option, and
+  refuses with one sentence naming the folder and the hub repository when
+  config.json or the weights are missing (nothing is ever downloaded);
+- loads with `from_pretrained(dir, local_files_only=True)`, safetensors
+  preferred, `pytorch_model.bin` read by transformers with
+  `torch.load(weights_only=True)` (no pickled code runs), float32, and refuses
+  a checkpoint that leaves weights of the model uninitialised;
+- returns every hidden state as a layer `layer0..layerL` (layer0: the input of
+  the first transformer block, i.e. CNN/patch embedding output; layerL: the
+  model's `last_hidden_state`, the default), with valid-frame masks.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import ClassVar, Sequence
+
+import numpy as np
+import torch
+
+from .base import Encoder, Frames, Layer
+from .checkpoints import CheckpointError
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+# parameters a frozen feature extractor never uses (training-time masking)
+IGNORED_MISSING = ("masked_spec_embed",)
+
+
+def _as_bool(value, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"option {name}={value!r}: expected true or false")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _length_mask(counts: torch.Tensor, num: int) -> torch.Tensor:
+    mask = torch.arange(num, device=counts.device)[None, :] < counts[:, None]
+    mask[:, 0] = True  # every item keeps at least one frame
+    return mask
+
+
+class TransformersEncoder(Encoder):
+    """Shared loader and hidden-state plumbing; subclasses set the class
+    attributes below and implement `_run` (waveforms -> named frames)."""
+
+    #: folder under `pretrained_dir` holding config.json and weights
+    default_dir: ClassVar[str]
+    #: where the official checkpoint comes from
+    hub_id: ClassVar[str]
+    #: `transformers` class name loaded with from_pretrained
+    model_class: ClassVar[str]
+    #: accepted `model_type` values of config.json
+    model_types: ClassVar[tuple[str, ...]]
+    #: extra files listed in the "download ..." message
+    extra_files: ClassVar[tuple[str, ...]] = ()
+    #: options (besides checkpoint) that from_options accepts
+    options: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, model: torch.nn.Module, directory: Path, weights: Path, **settings):
+        super().__init__()
+        self.model = model
+        self.directory = Path(directory)
+        self.weights = Path(weights)
+        self.settings = settings
+        self.layers = []
+        self.default_layer = ""
+
+    # ---- locating and loading -------------------------------------------------
+    @classmethod
+    def _download_hint(cls, directory: Path) -> str:
+        files = "config.json, model.safetensors or pytorch_model.bin"
+        if cls.extra_files:
+            files += ", " + ", ".join(cls.extra_files)
+        return (f"download {cls.hub_id} ({files}) into {directory}/ "
+                f"(https://huggingface.co/{cls.hub_id}), or pass checkpoint=DIR")
+
+    @classmethod
+    def locate(cls, pretrained_dir: Path, checkpoint: str | Path | None = None) -> tuple[Path, Path]:
+        """(directory, weight file) of a local checkpoint, or CheckpointError."""
+        if checkpoint is not None:
+            directory = Path(checkpoint).expanduser()
+            if not directory.is_absolute() and not directory.exists():
+                directory = Path(pretrained_dir) / directory
+        else:
+            directory = Path(pretrained_dir) / cls.default_dir
+        name = cls.__name__
+        if not directory.is_dir():
+            raise CheckpointError(f"{name}: checkpoint folder {directory}/ not found: "
+                                  + cls._download_hint(directory) + ".")
+        if not (directory / "config.json").is_file():
+            raise CheckpointError(f"{name}: {directory}/config.json not found: "
+                                  + cls._download_hint(directory) + ".")
+        for fname in WEIGHT_FILES:
+            if (directory / fname).is_file():
+                return directory, directory / fname
+        raise CheckpointError(f"{name}: no weights (model.safetensors or pytorch_model.bin) in "
+                              f"{directory}/: " + cls._download_hint(directory) + ".")
+
+    @classmethod
+    def read_config(cls, directory: Path) -> dict:
+        try:
+            config = json.loads((directory / "config.json").read_text())
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"{directory}/config.json cannot be read: {err}") from err
+        model_type = config.get("model_type")
+        if model_type not in cls.model_types:
+            raise CheckpointError(
+                f"{cls.__name__}: {directory}/config.json has model_type {model_type!r}, expected "
+                f"{' or '.join(map(repr, cls.model_types))}: is this the checkpoint of {cls.hub_id}?")
+        return config
+
+    @classmethod
+    def load_model(cls, directory: Path, weights: Path) -> torch.nn.Module:
+        import transformers
+        model_cls = getattr(transformers, cls.model_class)
+        safetensors = weights.name.startswith("model.safetensors")
+        try:
+            model, info = model_cls.from_pretrained(
+                str(directory), local_files_only=True, use_safetensors=safetensors,
+                dtype=torch.float32, output_loading_info=True)
+        except CheckpointError:
+            raise
+        except Exception as err:  # unreadable / unsafe / mismatched checkpoints
+            raise CheckpointError(
+                f"{cls.__name__}: cannot load {directory}/ as {cls.model_class} "
+                f"({type(err).__name__}: {str(err)[:300]}). Is it {cls.hub_id}?") from err
+        missing = [k for k in info.get("missing_keys", ())
+                   if not any(part in k for part in IGNORED_MISSING)]
+        mismatched = list(info.get("mismatched_keys", ()))
+        if missing or mismatched:
+            parts = []
+            if missing:
+                parts.append(f"{len(missing)} missing weights (first: {', '.join(sorted(missing)[:3])})")
+            if mismatched:
+                parts.append(f"{len(mismatched)} mis-shaped weights (first: {mismatched[:2]})")
+            raise CheckpointError(f"{cls.__name__}: {weights} does not match {cls.model_class}: "
+                                  + "; ".join(parts) + f". Is it the checkpoint of {cls.hub_id}?")
+        model.eval()
+        return model
+
+    @classmethod
+    def load_feature_extractor(cls, directory: Path, fe_class: str, **defaults):
+        """The checkpoint's preprocessor_config.json if present, else the
+        class defaults the official checkpoint uses."""
+        import transformers
+        fe_cls = getattr(transformers, fe_class)
+        if (directory / "preprocessor_config.json").is_file():
+            return fe_cls.from_pretrained(str(directory), local_files_only=True), True
+        return fe_cls(**defaults), False
+
+    @classmethod
+    def from_options(cls, pretrained_dir: Path, checkpoint: str | None = None, **options):
+        unknown = sorted(set(options) - set(cls.options))
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; "
+                             f"accepted: checkpoint{''.join(', ' + o for o in cls.options)}")
+        directory, weights = cls.locate(pretrained_dir, checkpoint)
+        cls.read_config(directory)
+        model = cls.load_model(directory, weights)
+        return cls(model, directory, weights, **options)
+
+    # ---- description ----------------------------------------------------------
+    def config(self) -> dict:
+        return {
+            "directory": self.directory.name,
+            "hub_id": self.hub_id,
+            "model_type": self.model.config.model_type,
+            "config_sha256": _sha256(self.directory / "config.json"),
+            "weights": self.weights.name,
+            "weights_bytes": self.weights.stat().st_size,
+            **{k: v for k, v in self.settings.items() if v is not None},
+        }
+
+    # ---- running --------------------------------------------------------------
+    def _hidden_layers(self, num_layers: int, dim: int) -> list[Layer]:
+        return [Layer(f"layer{i}", dim) for i in range(num_layers + 1)]
+
+    @staticmethod
+    def _hidden_states(out) -> list[torch.Tensor]:
+        """hidden states with the last one replaced by `last_hidden_state`
+        (transformers 5 records the last block's output before a final layer
+        norm for pre-LN models; the model output is what users call the last
+        layer)."""
+        states = list(out.hidden_states)
+        states[-1] = out.last_hidden_state
+        return states
+
+    def _run(self, waveforms: torch.Tensor, lengths: torch.Tensor, layers: Sequence[str]) -> dict[str, Frames]:
+        raise NotImplementedError
+
+    def forward(self, waveforms, lengths, layers):
+        unknown = [name for name in layers if name not in self.layer_dims()]
+        if unknown:
+            raise ValueError(f"unknown layer(s) {unknown} for {type(self).__name__}")
+        lengths = lengths.to(waveforms.device).long().clamp(min=1, max=waveforms.shape[1])
+        return self._run(waveforms.float(), lengths, list(layers))
+
+
+# ---- wav2vec 2.0 family ----------------------------------------------------------
+class _Wav2Vec2Family(TransformersEncoder):
+    """HuBERT, wav2vec 2.0, WavLM, data2vec-audio: raw 16 kHz waveform in,
+    one frame per 20 ms out.
+
+    Input normalisation follows the checkpoint's Wav2Vec2FeatureExtractor
+    (`do_normalize` in preprocessor_config.json; without that file, normalise
+    exactly when config.feat_extract_norm == "layer", the fairseq convention),
+    per item over its valid samples, padding left at zero. Models whose CNN
+    uses layer norm get an attention mask and are padding-invariant; group
+    norm models (hubert-base, wav2vec2-base) get none, as their feature
+    extractor says, and are not: batches must hold equal-length items."""
+
+    sample_rate = 16000
+    padding_invariant = False  # set per loaded config in __init__ (see above)
+    min_seconds = 0.025  # receptive field of the standard CNN (400 samples)
+    options = ("normalize",)
+    extra_files = ("preprocessor_config.json",)
+
+    def __init__(self, model, directory, weights, normalize: str | bool | None = None):
+        super().__init__(model, directory, weights)
+        config = model.config
+        layer_norm_cnn = getattr(config, "feat_extract_norm", "layer") == "layer"
+        if normalize is None or str(normalize).lower() == "auto":
+            prep = directory / "preprocessor_config.json"
+            if prep.is_file():
+                prep_cfg = json.loads(prep.read_text())
+                do_normalize = bool(prep_cfg.get("do_normalize", True))
+                self.normalize_source = "preprocessor_config.json"
+            else:
+                do_normalize = layer_norm_cnn
+                self.normalize_source = "feat_extract_norm"
+        else:
+            do_normalize = _as_bool(normalize, "normalize")
+            self.normalize_source = "option"
+        self.do_normalize = do_normalize
+        # an instance attribute: the loaded checkpoint decides
+        self.padding_invariant = layer_norm_cnn
+        self.use_attention_mask = layer_norm_cnn
+        self.min_samples = self._receptive_field(config)
+        self.layers = self._hidden_layers(config.num_hidden_layers, config.hidden_size)
+        self.default_layer = self.layers[-1].name
+        self.settings = {"normalize": do_normalize, "normalize_from": self.normalize_source,
+                         "attention_mask": self.use_attention_mask}
+
+    @staticmethod
+    def _receptive_field(config) -> int:
+        field = 1
+        for kernel, stride in reversed(list(zip(config.conv_kernel, config.conv_stride))):
+            field = (field - 1) * stride + kernel
+        return field
+
+    def _run(self, waveforms, lengths, layers):
+        batch, total = waveforms.shape
+        if total < self.min_samples:
+            waveforms = torch.nn.functional.pad(waveforms, (0, self.min_samples - total))
+            total = self.min_samples
+        valid = torch.arange(total, device=waveforms.device)[None, :] < lengths[:, None]
+        x = waveforms * valid
+        if self.do_normalize:  # Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm
+            n = lengths[:, None].to(x.dtype)
+            mean = x.sum(1, keepdim=True) / n
+            var = (((x - mean) * valid) ** 2).sum(1, keepdim=True) / n
+            x = (x - mean) / torch.sqrt(var + 1e-7) * valid
+        kwargs = {"attention_mask": valid.long()} if self.use_attention_mask else {}
+        out = self.model(x, output_hidden_states=True, **kwargs)
+        states = self._hidden_states(out)
+        counts = self.model._get_feat_extract_output_lengths(lengths).long().clamp(min=1)
+        mask = _length_mask(counts, states[0].shape[1])
+        return {name: (states[int(name[5:])], mask) for name in layers}
+
+
+class HubertEncoder(_Wav2Vec2Family):
+    default_dir = "hubert-base"
+    hub_id = "facebook/hubert-base-ls960"
+    model_class = "HubertModel"
+    model_types = ("hubert",)
+
+
+class Wav2Vec2Encoder(_Wav2Vec2Family):
+    default_dir = "wav2vec2-base"
+    hub_id = "facebook/wav2vec2-base"
+    model_class = "Wav2Vec2Model"
+    model_types = ("wav2vec2",)
+
+
+class WavLMEncoder(_Wav2Vec2Family):
+    default_dir = "wavlm-base-plus"
+    hub_id = "microsoft/wavlm-base-plus"
+    model_class = "WavLMModel"
+    model_types = ("wavlm",)
+
+
+class Data2VecAudioEncoder(_Wav2Vec2Family):
+    default_dir = "data2vec-audio-base"
+    hub_id = "facebook/data2vec-audio-base"
+    model_class = "Data2VecAudioModel"
+    model_types = ("data2vec-audio",)
+    padding_invariant = True  # its CNN always uses layer norm
+
+
+# ---- Whisper ----------------------------------------------------------------------
+class WhisperEncoder(TransformersEncoder):
+    """Whisper's encoder on log-mel features from WhisperFeatureExtractor.
+    Every item is padded to the 30 s window Whisper requires (3000 mel
+    frames, 1500 encoder frames); only the frames covering real audio are
+    valid (50 per second). Each item's input depends only on its own samples,
+    so batching is padding-invariant."""
+
+    sample_rate = 16000
+    window_seconds = 30.0
+    padding_invariant = True
+    default_dir = "whisper-base"
+    hub_id = "openai/whisper-base"
+    model_class = "WhisperModel"
+    model_types = ("whisper",)
+    extra_files = ("preprocessor_config.json",)
+
+    def __init__(self, model, directory, weights):
+        encoder = model.get_encoder()
+        super().__init__(encoder, directory, weights)
+        self.feature_extractor, self.has_preprocessor = self.load_feature_extractor(
+            directory, "WhisperFeatureExtractor", feature_size=encoder.config.num_mel_bins)
+        config = encoder.config
+        self.layers = self._hidden_layers(config.encoder_layers, config.d_model)
+        self.default_layer = self.layers[-1].name
+        fe = self.feature_extractor
+        # encoder frames per second: mel hop times the stride of both convs
+        self.samples_per_frame = fe.hop_length * encoder.conv1.stride[0] * encoder.conv2.stride[0]
+        self.window_samples = fe.n_samples
+        self.settings = {"preprocessor_config": self.has_preprocessor}
+
+    def _run(self, waveforms, lengths, layers):
+        lengths = lengths.clamp(max=self.window_samples)
+        audio = [w[: int(n)].detach().cpu().numpy() for w, n in zip(waveforms, lengths)]
+        feats = self.feature_extractor(audio, sampling_rate=self.sample_rate, return_tensors="pt",
+                                       padding="max_length", truncation=True).input_features
+        out = self.model(feats.to(waveforms.device), output_hidden_states=True)
+        states = self._hidden_states(out)
+        counts = torch.ceil(lengths.double() / self.samples_per_frame).long()
+        mask = _length_mask(counts, states[0].shape[1])
+        return {name: (states[int(name[5:])], mask) for name in layers}
+
+
+# ---- AST --------------------------------------------------------------------------
+class ASTEncoder(TransformersEncoder):
+    """Audio Spectrogram Transformer (AudioSet fine-tuned). Layers: the hidden
+    states layer0..layerL and `token_mean` (last_hidden_state) as patch
+    tokens without the cls/distillation tokens (all frames valid: the model
+    sees the padded spectrogram), and `pooled` (pooler output, clip-level,
+    the default). Each item is featurised on its own samples and padded to
+    max_length frames, so batching is padding-invariant."""
+
+    sample_rate = 16000
+    window_seconds = 10.24
+    padding_invariant = True
+    min_seconds = 0.025  # one 25 ms fbank frame
+    default_dir = "ast-finetuned-audioset-10-10-0.4593"
+    hub_id = "MIT/ast-finetuned-audioset-10-10-0.4593"
+    model_class = "ASTModel"
+    model_types = ("audio-spectrogram-transformer",)
+    extra_files = ("preprocessor_config.json",)
+    special_tokens = 2  # cls + distillation
+
+    def __init__(self, model, directory, weights):
+        super().__init__(model, directory, weights)
+        config = model.config
+        self.feature_extractor, self.has_preprocessor = self.load_feature_extractor(
+            directory, "ASTFeatureExtractor", num_mel_bins=config.num_mel_bins, max_length=config.max_length)
+        self.layers = self._hidden_layers(config.num_hidden_layers, config.hidden_size)
+        self.layers += [Layer("token_mean", config.hidden_size), Layer("pooled", config.hidden_size)]
+        self.default_layer = "pooled"
+        self.settings = {"preprocessor_config": self.has_preprocessor}
+
+    def _run(self, waveforms, lengths, layers):
+        audio = []
+        for w, n in zip(waveforms, lengths):
+            item = w[: int(n)].detach().cpu().numpy()
+            if len(item) < 400:
+                item = np.pad(item, (0, 400 - len(item)))
+            audio.append(item)
+        feats = self.feature_extractor(audio, sampling_rate=self.sample_rate, return_tensors="pt").input_values
+        out = self.model(feats.to(waveforms.device), output_hidden_states=True)
+        states = self._hidden_states(out)
+        result = {}
+        for name in layers:
+            if name == "pooled":
+                pooled = out.pooler_output[:, None, :]
+                result[name] = (pooled, torch.ones(pooled.shape[:2], dtype=torch.bool, device=pooled.device))
+                continue
+            tokens = (out.last_hidden_state if name == "token_mean" else states[int(name[5:])])
+            tokens = tokens[:, self.special_tokens:]
+            result[name] = (tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device))
+        return result
+
+
+# ---- CLAP -------------------------------------------------------------------------
+class ClapEncoder(TransformersEncoder):
+    """LAION CLAP audio tower (HTS-AT) with its projection. Layers: `pooled`
+    (the audio tower's pooler output) and `audio_embeds` (projected, not
+    L2-normalised, the default), both clip-level. The 48 kHz input is
+    featurised per item by ClapFeatureExtractor (repeat-padded to 10 s), so
+    batching is padding-invariant. Loads the audio half of a full ClapModel
+    checkpoint; the text tower's weights are ignored."""
+
+    sample_rate = 48000
+    window_seconds = 10.0
+    padding_invariant = True
+    default_dir = "clap-htsat-unfused"
+    hub_id = "laion/clap-htsat-unfused"
+    model_class = "ClapAudioModelWithProjection"
+    model_types = ("clap", "clap_audio_model")
+    extra_files = ("preprocessor_config.json",)
+
+    def __init__(self, model, directory, weights):
+        super().__init__(model, directory, weights)
+        config = model.config
+        self.feature_extractor, self.has_preprocessor = self.load_feature_extractor(
+            directory, "ClapFeatureExtractor", feature_size=config.num_mel_bins,
+            truncation="fusion" if config.enable_fusion else "rand_trunc")
+        self.window_samples = int(self.feature_extractor.nb_max_samples)
+        self.layers = [Layer("pooled", config.hidden_size), Layer("audio_embeds", config.projection_dim)]
+        self.default_layer = "audio_embeds"
+        self.settings = {"preprocessor_config": self.has_preprocessor,
+                         "truncation": self.feature_extractor.truncation,
+                         "padding": self.feature_extractor.padding}
+
+    def _run(self, waveforms, lengths, layers):
+        # cut to the window ourselves: the extractor crops longer audio at random
+        lengths = lengths.clamp(max=self.window_samples)
+        audio = [w[: int(n)].detach().cpu().numpy().astype(np.float64) for w, n in zip(waveforms, lengths)]
+        inputs = self.feature_extractor(audio, sampling_rate=self.sample_rate, return_tensors="pt")
+        is_longer = inputs.get("is_longer")
+        tower = self.model.audio_model(
+            input_features=inputs["input_features"].to(waveforms.device),
+            is_longer=None if is_longer is None else is_longer.to(waveforms.device))
+        pooled = tower.pooler_output
+        values = {"pooled": pooled}
+        if "audio_embeds" in layers:  # == ClapAudioModelWithProjection(...).audio_embeds
+            values["audio_embeds"] = self.model.audio_projection(pooled)
+        result = {}
+        for name in layers:
+            feats = values[name][:, None, :]
+            result[name] = (feats, torch.ones(feats.shape[:2], dtype=torch.bool, device=feats.device))
+        return result

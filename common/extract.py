@@ -1,0 +1,302 @@
+"""extract_embeddings: dataset on disk -> pooled embeddings in a FeatureStore.
+
+The pipeline, in order:
+1. the task's reader lists the items; their durations come from file headers
+   (cached in the store) and items are sorted by duration;
+2. sorted items are cut into shards (the unit of resumption and of work per
+   rank under torchrun), shards into batches under a total-duration budget, so
+   that little compute is spent on padding;
+3. a DataLoader decodes and resamples in worker processes;
+4. each batch is cut into windows at the encoder's native length, windows are
+   grouped (by exact length when the encoder is not padding-invariant),
+   encoded, and pooled per item over all its windows' valid frames;
+5. every finished shard is written atomically; the store is marked complete
+   when all shards exist.
+"""
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .audio import AudioReadError, audio_duration, load_audio
+from .distributed import barrier, dist_info
+from .encoders import build_encoder
+from .encoders.base import Encoder
+from .pooling import PoolAccumulator, check_pooling, pooled_dim
+from .store import FeatureStore, items_digest
+from .task import Task
+
+
+# --------------------------------------------------------------------------- devices
+def resolve_device(device: str = "auto", local_rank: int = 0) -> torch.device:
+    if device == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda was asked for but torch sees no CUDA device; use --device auto or cpu")
+        return torch.device(f"cuda:{local_rank}")
+    return torch.device(device)
+
+
+def autocast_for(device: torch.device, precision: str):
+    if precision == "fp32":
+        return nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# --------------------------------------------------------------------------- planning
+def item_durations(items: pd.DataFrame, cache: Path | None = None, threads: int = 8) -> np.ndarray:
+    """Seconds per item: segment length where the item is a segment, else the
+    file's duration from its header (unreadable files get 0 and fail later)."""
+    if cache is not None and cache.exists():
+        durations = np.load(cache)
+        if len(durations) == len(items):
+            return durations
+
+    def one(row) -> float:
+        if not math.isnan(row.clip_end):
+            return max(0.0, row.clip_end - row.clip_start)
+        try:
+            return max(0.0, audio_duration(row.path) - row.clip_start)
+        except AudioReadError:
+            return 0.0
+
+    with ThreadPoolExecutor(threads) as pool:
+        durations = np.fromiter(pool.map(one, items.itertuples(index=False), chunksize=256), dtype=np.float64,
+                                count=len(items))
+    if cache is not None:
+        np.save(cache, durations)
+    return durations
+
+
+def plan_shards(durations: np.ndarray, shard_size: int) -> list[np.ndarray]:
+    """Items sorted by duration (stable), cut into shards of `shard_size`."""
+    order = np.argsort(durations, kind="stable")
+    return [order[i:i + shard_size] for i in range(0, len(order), shard_size)]
+
+
+def plan_batches(shard: np.ndarray, durations: np.ndarray, max_batch_seconds: float,
+                 max_batch_items: int) -> list[np.ndarray]:
+    """Consecutive items of a duration-sorted shard, as many as fit in the
+    padded-duration budget (items x longest item), at least one per batch."""
+    batches, start = [], 0
+    while start < len(shard):
+        end = start + 1
+        while (end < len(shard) and end - start < max_batch_items
+               and (end - start + 1) * durations[shard[end]] <= max_batch_seconds):
+            end += 1
+        batches.append(shard[start:end])
+        start = end
+    return batches
+
+
+# --------------------------------------------------------------------------- loading
+class ItemAudio(torch.utils.data.Dataset):
+    """Decodes and resamples one item in a DataLoader worker; a bad file comes
+    back as an error message, never an exception that stops the run."""
+
+    def __init__(self, items: pd.DataFrame, sample_rate: int):
+        self.paths = items["path"].tolist()
+        self.starts = items["clip_start"].to_numpy(dtype=float)
+        self.ends = items["clip_end"].to_numpy(dtype=float)
+        self.sample_rate = sample_rate
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        end = None if math.isnan(self.ends[index]) else self.ends[index]
+        try:
+            audio = load_audio(self.paths[index], self.sample_rate, self.starts[index], end)
+        except AudioReadError as err:
+            return index, None, str(err)
+        if len(audio) == 0:
+            return index, None, f"{self.paths[index]}: no samples in [{self.starts[index]}, {end}] s"
+        return index, audio, None
+
+
+def _as_list(batch):
+    return batch
+
+
+# --------------------------------------------------------------------------- encoding
+@dataclass
+class BatchStats:
+    samples: int = 0        # real samples encoded
+    padded: int = 0         # samples in the padded tensors
+
+    @property
+    def padding_fraction(self) -> float:
+        return 1.0 - self.samples / self.padded if self.padded else 0.0
+
+
+def windows_of(audio: np.ndarray, window: int | None, minimum: int) -> list[np.ndarray]:
+    """Cut at the encoder's native length; zero-pad anything below its minimum."""
+    pieces = [audio] if not window or len(audio) <= window else \
+        [audio[i:i + window] for i in range(0, len(audio), window)]
+    return [np.pad(p, (0, minimum - len(p))) if len(p) < minimum else p for p in pieces]
+
+
+def embed_batch(encoder: Encoder, audios: list[np.ndarray], layers: list[str], pooling: str,
+                device: torch.device, precision: str = "fp32", max_batch_seconds: float = 160.0,
+                stats: BatchStats | None = None) -> dict[str, np.ndarray]:
+    """Pooled embeddings [len(audios), D] per layer for a list of waveforms at
+    the encoder's rate. Windows of one item may land in different forward
+    passes; their frames are pooled together."""
+    sr = encoder.sample_rate
+    window = int(encoder.window_seconds * sr) if encoder.window_seconds else None
+    windows, owner = [], []
+    for i, audio in enumerate(audios):
+        for piece in windows_of(audio, window, int(encoder.min_seconds * sr)):
+            windows.append(piece)
+            owner.append(i)
+    lengths = np.array([len(w) for w in windows])
+    order = np.argsort(lengths, kind="stable")
+    if encoder.padding_invariant:
+        groups, start = [], 0
+        budget = max(1, int(max_batch_seconds * sr))
+        while start < len(order):
+            end = start + 1
+            while end < len(order) and (end - start + 1) * lengths[order[end]] <= budget:
+                end += 1
+            groups.append(order[start:end])
+            start = end
+    else:  # padding would change the outputs: only equal lengths share a pass
+        groups = [order[lengths[order] == n] for n in np.unique(lengths)]
+        budget = max(1, int(max_batch_seconds * sr))
+        groups = [g[i:i + max(1, budget // int(lengths[g[0]]))] for g in groups
+                  for i in range(0, len(g), max(1, budget // int(lengths[g[0]])))]
+    dims = encoder.layer_dims()
+    accumulators = {name: PoolAccumulator(len(audios), dims[name], device) for name in layers}
+    for group in groups:
+        longest = int(lengths[group].max())
+        batch = torch.zeros(len(group), longest)
+        for row, w in enumerate(group):
+            batch[row, : lengths[w]] = torch.from_numpy(windows[w])
+        if device.type == "cuda":
+            batch = batch.pin_memory()
+        batch = batch.to(device, non_blocking=True)
+        batch_lengths = torch.as_tensor(lengths[group], device=device)
+        with torch.inference_mode(), autocast_for(device, precision):
+            frames = encoder(batch, batch_lengths, layers)
+        owners = torch.as_tensor(np.asarray(owner)[group], device=device)
+        for name in layers:
+            accumulators[name].add(owners, *frames[name])
+        if stats is not None:
+            stats.samples += int(lengths[group].sum())
+            stats.padded += longest * len(group)
+    return {name: acc.result(pooling).cpu().numpy() for name, acc in accumulators.items()}
+
+
+# --------------------------------------------------------------------------- the job
+def store_name_for(encoder: str, layer: str | None, pooling: str) -> str:
+    name = encoder
+    if layer not in (None, "default"):
+        name += f".{layer.replace(',', '+')}"
+    if pooling != "mean":
+        name += f".{pooling}"
+    return name
+
+
+def extract_embeddings(task: Task, encoder_name: str, data_root: str | Path | None = None, *,
+                       work_dir: str | Path | None = None, store_name: str | None = None,
+                       layer: str | None = None, pooling: str = "mean", device: str = "auto",
+                       precision: str = "fp32", max_batch_seconds: float = 160.0, batch_size: int = 64,
+                       num_workers: int | None = None, shard_size: int = 1024, overwrite: bool = False,
+                       encoder_options: dict | None = None, pretrained_dir: str | Path | None = None,
+                       progress: bool = True) -> FeatureStore:
+    check_pooling(pooling)
+    rank, world, local_rank = dist_info()
+    listing = task.read(task.data_root(data_root))
+    items = listing.items
+    torch_device = resolve_device(device, local_rank)
+    if torch_device.type == "cpu" and precision == "fp16":
+        raise ValueError("--precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+    encoder = build_encoder(encoder_name, pretrained_dir, **(encoder_options or {})).to(torch_device)
+    layers = encoder.resolve_layers(layer)
+    dims = encoder.layer_dims()
+    settings = {
+        "encoder": encoder_name, "encoder_config": encoder.config(), "encoder_options": encoder_options or {},
+        "layers": {name: pooled_dim(dims[name], pooling) for name in layers},
+        "default_layer": encoder.default_layer if encoder.default_layer in layers else layers[-1],
+        "pooling": pooling, "sample_rate": encoder.sample_rate, "precision": precision,
+        "window_seconds": encoder.window_seconds, "task": task.name, "variant": listing.variant,
+        "dataset_root": str(listing.root), "items_sha1": items_digest(items), "shard_size": shard_size,
+    }
+    work_dir = Path(work_dir or task.folder)
+    path = work_dir / "features" / listing.variant / (store_name or store_name_for(encoder_name, layer, pooling))
+    if rank == 0:
+        store = FeatureStore.open(path, settings, items, overwrite=overwrite)
+        store.update_meta(dataset_complete=listing.complete, dataset_notes=listing.notes)
+    barrier()
+    store = FeatureStore.open(path, settings, items) if rank else store
+    if store.complete:
+        if progress and rank == 0:
+            print(f"features already complete in {store.path} (reused; --overwrite rebuilds them)")
+        return store
+
+    durations = item_durations(items, store.path / "durations.npy" if rank == 0 else None)
+    shards = plan_shards(durations, shard_size)
+    mine = [k for k in range(len(shards)) if k % world == rank and not store.has_shard(k)]
+    batches, batch_shard = [], []
+    for k in mine:
+        for batch in plan_batches(shards[k], durations, max_batch_seconds, batch_size):
+            batches.append(batch.tolist())
+            batch_shard.append(k)
+    if num_workers is None:
+        num_workers = min(4, max(0, (os.cpu_count() or 1) - 1))
+    loader = torch.utils.data.DataLoader(
+        ItemAudio(items, encoder.sample_rate), batch_sampler=batches, num_workers=num_workers,
+        collate_fn=_as_list, prefetch_factor=4 if num_workers else None, persistent_workers=False)
+    remaining = {k: len(shards[k]) for k in mine}
+    pending: dict[int, dict] = {k: {"index": [], "emb": {n: [] for n in layers}, "failed": {}} for k in mine}
+    stats = BatchStats()
+    bar = tqdm(total=sum(remaining.values()), unit="clip", disable=not progress,
+               desc=f"{task.name} {encoder_name}" + (f" rank {rank}" if world > 1 else ""))
+    try:
+        for shard_id, batch in zip(batch_shard, loader):
+            good = [(i, a) for i, a, err in batch if a is not None]
+            part = pending[shard_id]
+            part["failed"].update({i: err for i, a, err in batch if a is None})
+            if good:
+                pooled = embed_batch(encoder, [a for _, a in good], layers, pooling, torch_device, precision,
+                                     max_batch_seconds, stats)
+                part["index"] += [i for i, _ in good]
+                for name in layers:
+                    part["emb"][name].append(pooled[name])
+            remaining[shard_id] -= len(batch)
+            bar.update(len(batch))
+            bar.set_postfix(padding=f"{stats.padding_fraction:.1%}", failed=sum(len(p["failed"]) for p in pending.values()))
+            if remaining[shard_id] == 0:
+                emb = {n: np.concatenate(x) if x else np.zeros((0, settings["layers"][n]), np.float32)
+                       for n, x in part["emb"].items()}
+                store.write_shard(shard_id, np.asarray(part["index"], dtype=np.int64), emb, part["failed"])
+                del pending[shard_id]
+    except KeyboardInterrupt:
+        bar.close()
+        raise SystemExit(f"interrupted: {len(shards) - len(pending)} of {len(shards)} shards are saved in "
+                         f"{store.path}; run the same command again to continue from there")
+    bar.close()
+    barrier()
+    if rank == 0:
+        missing = [k for k in range(len(shards)) if not store.has_shard(k)]
+        if missing:
+            raise RuntimeError(f"shards {missing[:5]} are missing after extraction; run again to finish them")
+        failed = store.failed()
+        store.update_meta(complete=True, failed={items['id'][i]: err for i, err in failed.items()},
+                          num_failed=len(failed), padding_fraction=round(stats.padding_fraction, 4))
+        if progress:
+            print(f"wrote {len(items) - len(failed):,} embeddings ({', '.join(layers)}) to {store.path}"
+                  + (f"; {len(failed)} unreadable items skipped and listed in meta.json" if failed else ""))
+    barrier()
+    return store

@@ -1,0 +1,64 @@
+"""Result files: one JSON per run, one CSV row per (task, encoder, head,
+protocol) appended to `<work>/results/results.csv`, Markdown tables."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SCALARS = ("accuracy", "macro_f1", "sensitivity", "specificity", "icbhi_score")
+
+
+def summarize(runs: list[dict]) -> dict:
+    """mean and std (population, over all fold x seed runs) of every scalar metric."""
+    out = {}
+    for name in SCALARS:
+        values = [r["metrics"][name] for r in runs if name in r["metrics"]]
+        if values:
+            out[name] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
+    return out
+
+
+def write_json(result: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    return path
+
+
+def csv_row(result: dict) -> dict:
+    summary, metric = result["summary"], result["primary_metric"]
+    row = {k: result[k] for k in ("task", "variant", "encoder", "store", "layer", "pooling", "head", "protocol",
+                                  "split", "subset", "recipe_name")}
+    row.update({"metric": metric, "mean": summary[metric]["mean"], "std": summary[metric]["std"],
+                "runs": summary[metric]["n"], "seeds": " ".join(map(str, result["seeds"])),
+                "macro_f1": summary["macro_f1"]["mean"], "dataset_complete": result["dataset_complete"],
+                "created": result["created"], "result_file": result["result_file"]})
+    return row
+
+
+def append_csv(row: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame([row])
+    if path.exists():
+        frame = pd.concat([pd.read_csv(path, dtype=str), frame.astype(str)], ignore_index=True)
+    frame.to_csv(path, index=False)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Encoders x (task, protocol, head) as a Markdown table, primary metric in %."""
+    lines = ["| task | protocol | encoder | layer | head | metric | mean ± std (%) | macro-F1 (%) | runs |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        protocol = r["protocol"] + (f" ({r['subset']})" if r.get("subset") else "") + \
+            (" [random split]" if r["split"] == "random" else "")
+        lines.append(f"| {r['task']} | {protocol} | {r['encoder']} | {r['layer']} | {r['head']} | {r['metric']} | "
+                     f"{100 * float(r['mean']):.1f} ± {100 * float(r['std']):.1f} | "
+                     f"{100 * float(r['macro_f1']):.1f} | {r['runs']} |")
+    return "\n".join(lines)
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
