@@ -135,8 +135,8 @@ def recipe_from_args(args) -> Recipe:
 def train_main(task: Task, argv: list[str] | None = None) -> list[dict]:
     args = train_parser(task).parse_args(argv)
     from .extract import resolve_device
-    from .probing import evaluate_features
-    from .results import markdown_table, csv_row
+    from .probing import run_probes
+    from .results import markdown_table
 
     work_dir = Path(args.work_dir or task.folder)
     stores = find_stores(work_dir / "features", args.encoder)
@@ -150,24 +150,10 @@ def train_main(task: Task, argv: list[str] | None = None) -> list[dict]:
     device = resolve_device(args.device)
     heads = ["linear", "three_layer"] if args.head == "both" else [args.head]
     protocols = args.protocol or list(task.protocols)
-    rows = []
     try:
-        for store in stores:
-            settings = store.meta()["settings"]
-            layers = list(settings["layers"]) if args.layer == "all" else [args.layer or settings["default_layer"]]
-            features = store.load(layers)
-            for layer in layers:
-                for protocol in protocols:
-                    for head in heads:
-                        result = evaluate_features(
-                            task, features, layer, head, protocol, split=args.split,
-                            subset=getattr(args, "subset", None), recipe=recipe, seeds=tuple(args.seeds),
-                            device=device, work_dir=work_dir, store_name=store.path.name)
-                        rows.append(csv_row(result))
-                        metric = result["primary_metric"]
-                        print(f"{task.name} {store.path.name}/{layer} {head} {protocol}: {metric} "
-                              f"{100 * result['summary'][metric]['mean']:.1f} ± "
-                              f"{100 * result['summary'][metric]['std']:.1f}  ({result['result_file']})")
+        rows = run_probes(task, stores, layer=args.layer, heads=heads, protocols=protocols, split=args.split,
+                          subset=getattr(args, "subset", None), recipe=recipe, seeds=tuple(args.seeds),
+                          device=device, work_dir=work_dir)
     except USER_ERRORS as err:
         _fail(err)
     print()

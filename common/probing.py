@@ -8,9 +8,9 @@ from tqdm.auto import tqdm
 
 from .metrics import evaluate
 from .results import append_csv, csv_row, now, summarize, write_json
-from .store import FeatureSet
+from .store import FeatureSet, FeatureStore
 from .task import Task
-from .training import DEFAULT_RECIPE, Recipe, train_probe
+from .training import DEFAULT_RECIPE, Recipe, cpu_threads, train_probe
 
 
 def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, protocol_name: str, *,
@@ -45,8 +45,9 @@ def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, p
                disable=not progress, desc=f"{task.name} {store_name}/{layer} {head} {tag}", leave=False)
     for fold in data.folds:
         for seed in seeds:
-            fit = train_probe(head, x[fold.train], data.y[fold.train], x[fold.valid], data.y[fold.valid],
-                              len(data.classes), recipe, seed=seed, device=device, progress=bar)
+            with cpu_threads(device):
+                fit = train_probe(head, x[fold.train], data.y[fold.train], x[fold.valid], data.y[fold.valid],
+                                  len(data.classes), recipe, seed=seed, device=device, progress=bar)
             predicted = fit.predict_proba(x[fold.test], device).argmax(-1)
             runs.append({"fold": fold.name, "seed": seed, "lr": fit.lr, "epoch": fit.epoch, "grid": fit.grid,
                          "sizes": {"train": len(fold.train), "valid": len(fold.valid), "test": len(fold.test)},
@@ -67,3 +68,29 @@ def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, p
     write_json(result, result_file)
     append_csv(csv_row(result), work_dir / "results.csv")
     return result
+
+
+def run_probes(task: Task, stores: list[FeatureStore], *, layer: str | None = None, heads=("linear", "three_layer"),
+               protocols=None, split: str = "official", subset: str | None = None, recipe: Recipe = DEFAULT_RECIPE,
+               seeds: tuple[int, ...] = (0,), device="cpu", work_dir: Path | None = None,
+               progress: bool = True) -> list[dict]:
+    """Every (store, layer, protocol, head) combination; returns the CSV rows.
+    `layer`: None = each store's default layer, "all" = every stored layer."""
+    rows = []
+    for store in stores:
+        settings = store.meta()["settings"]
+        layers = list(settings["layers"]) if layer == "all" else [layer or settings["default_layer"]]
+        features = store.load(layers)
+        for name in layers:
+            for protocol in protocols or list(task.protocols):
+                for head in heads:
+                    result = evaluate_features(task, features, name, head, protocol, split=split, subset=subset,
+                                               recipe=recipe, seeds=seeds, device=device, work_dir=work_dir,
+                                               store_name=store.path.name, progress=progress)
+                    rows.append(csv_row(result))
+                    if progress:
+                        metric, summary = result["primary_metric"], result["summary"]
+                        print(f"{task.name} {store.path.name}/{name} {head} {protocol}: {metric} "
+                              f"{100 * summary[metric]['mean']:.1f} ± {100 * summary[metric]['std']:.1f}"
+                              f"  ({result['result_file']})")
+    return rows

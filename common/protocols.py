@@ -110,7 +110,11 @@ def carve_validation(train: np.ndarray, labels: np.ndarray, groups: np.ndarray |
         splitter = GroupShuffleSplit(n_splits=1, test_size=size, random_state=seed)
         keep, held = next(splitter.split(train, labels, groups))
         return np.sort(train[keep]), np.sort(train[held])
-    keep, held = train_test_split(train, test_size=size, random_state=seed, stratify=_stratify(labels))
+    stratify = _stratify(labels)
+    if stratify is not None:  # a stratified part needs at least one item per class
+        size = max(size, len(np.unique(labels)) / len(train))
+        stratify = stratify if size <= 0.5 else None
+    keep, held = train_test_split(train, test_size=min(size, 0.5), random_state=seed, stratify=stratify)
     return np.sort(keep), np.sort(held)
 
 

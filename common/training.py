@@ -9,6 +9,7 @@ keeps the last epoch.
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -55,6 +56,21 @@ class ProbeFit:
         self.model.to(device).eval()
         logits = _forward_chunked(self.model, torch.as_tensor(scaled, dtype=torch.float32, device=device))
         return torch.softmax(logits, dim=-1).cpu().numpy()
+
+
+@contextmanager
+def cpu_threads(device, threads: int = 1):
+    """Small probe steps run fastest on one CPU thread (intra-op threads only
+    add synchronisation at these sizes); GPUs are unaffected."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _forward_chunked(model: nn.Module, x: torch.Tensor, chunk: int = 65536) -> torch.Tensor:

@@ -12,3 +12,10 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} (parity fixtures, real data subsets, offline weights) is not present")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def demo_roots(tmp_path_factory) -> dict:
+    """Small synthetic datasets in the six official layouts, made once per run."""
+    from common.demo import make_demo_datasets
+    return make_demo_datasets(tmp_path_factory.mktemp("demo_data"))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 from typing import ClassVar, Sequence
 
@@ -132,16 +131,26 @@ class TransformersEncoder(Encoder):
         import transformers
         model_cls = getattr(transformers, cls.model_class)
         safetensors = weights.name.startswith("model.safetensors")
+        from transformers.utils import logging as hf_logging
+        verbosity = hf_logging.get_verbosity()
+        bars = hf_logging.is_progress_bar_enabled()
+        # the load report lists the heads / text tower we leave out on purpose;
+        # missing weights are checked below
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
         try:
             model, info = model_cls.from_pretrained(
                 str(directory), local_files_only=True, use_safetensors=safetensors,
                 dtype=torch.float32, output_loading_info=True)
-        except CheckpointError:
-            raise
         except Exception as err:  # unreadable / unsafe / mismatched checkpoints
             raise CheckpointError(
                 f"{cls.__name__}: cannot load {directory}/ as {cls.model_class} "
-                f"({type(err).__name__}: {str(err)[:300]}). Is it {cls.hub_id}?") from err
+                f"({type(err).__name__}: {str(err)[:300]}). Is it {cls.hub_id}? Weights are read "
+                "with safetensors or torch.load(weights_only=True) only.") from err
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
         missing = [k for k in info.get("missing_keys", ())
                    if not any(part in k for part in IGNORED_MISSING)]
         mismatched = list(info.get("mismatched_keys", ()))
@@ -173,16 +182,18 @@ class TransformersEncoder(Encoder):
             raise ValueError(f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; "
                              f"accepted: checkpoint{''.join(', ' + o for o in cls.options)}")
         directory, weights = cls.locate(pretrained_dir, checkpoint)
-        cls.read_config(directory)
+        model_type = cls.read_config(directory)["model_type"]
         model = cls.load_model(directory, weights)
-        return cls(model, directory, weights, **options)
+        encoder = cls(model, directory, weights, **options)
+        encoder.checkpoint_model_type = model_type
+        return encoder
 
     # ---- description ----------------------------------------------------------
     def config(self) -> dict:
         return {
             "directory": self.directory.name,
             "hub_id": self.hub_id,
-            "model_type": self.model.config.model_type,
+            "model_type": getattr(self, "checkpoint_model_type", self.model.config.model_type),
             "config_sha256": _sha256(self.directory / "config.json"),
             "weights": self.weights.name,
             "weights_bytes": self.weights.stat().st_size,
@@ -223,9 +234,11 @@ class _Wav2Vec2Family(TransformersEncoder):
     (`do_normalize` in preprocessor_config.json; without that file, normalise
     exactly when config.feat_extract_norm == "layer", the fairseq convention),
     per item over its valid samples, padding left at zero. Models whose CNN
-    uses layer norm get an attention mask and are padding-invariant; group
-    norm models (hubert-base, wav2vec2-base) get none, as their feature
-    extractor says, and are not: batches must hold equal-length items."""
+    uses layer norm get an attention mask and are padding-invariant (except
+    data2vec-audio, whose 5-layer positional conv leaks padding into the last
+    valid frames); group norm models (hubert-base, wav2vec2-base) get no mask,
+    as their feature extractor says, and are not: batches must hold
+    equal-length items."""
 
     sample_rate = 16000
     padding_invariant = False  # set per loaded config in __init__ (see above)
@@ -250,8 +263,10 @@ class _Wav2Vec2Family(TransformersEncoder):
             do_normalize = _as_bool(normalize, "normalize")
             self.normalize_source = "option"
         self.do_normalize = do_normalize
-        # an instance attribute: the loaded checkpoint decides
-        self.padding_invariant = layer_norm_cnn
+        # an instance attribute: the loaded checkpoint decides. data2vec-audio
+        # stacks several positional convs with a layer norm between them, so
+        # padded frames leak into the last valid ones even with a mask.
+        self.padding_invariant = layer_norm_cnn and getattr(config, "num_conv_pos_embedding_layers", 1) <= 1
         self.use_attention_mask = layer_norm_cnn
         self.min_samples = self._receptive_field(config)
         self.layers = self._hidden_layers(config.num_hidden_layers, config.hidden_size)
@@ -312,7 +327,6 @@ class Data2VecAudioEncoder(_Wav2Vec2Family):
     hub_id = "facebook/data2vec-audio-base"
     model_class = "Data2VecAudioModel"
     model_types = ("data2vec-audio",)
-    padding_invariant = True  # its CNN always uses layer norm
 
 
 # ---- Whisper ----------------------------------------------------------------------

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+
+from common.extract import extract_embeddings, plan_batches
+from common.store import FeatureStore, StoreMismatchError
+from toy import make_toy_task
+
+
+def extract(task, tmp_path, **kw):
+    kw.setdefault("num_workers", 0)
+    return extract_embeddings(task, "mfcc", tmp_path / "data", work_dir=tmp_path / "work", progress=False,
+                              shard_size=4, **kw)
+
+
+def test_store_holds_embeddings_items_and_metadata(tmp_path):
+    task = make_toy_task(tmp_path / "data")
+    store = extract(task, tmp_path)
+    features = store.load()
+    assert features.embeddings["mfcc"].shape == (18, 40)
+    assert list(features.items["id"]) == sorted(features.items["id"], key=list(features.items["id"]).index)
+    meta = store.meta()
+    assert meta["complete"] and meta["num_items"] == 18 and meta["settings"]["encoder"] == "mfcc"
+    assert meta["settings"]["pooling"] == "mean" and meta["settings"]["sample_rate"] == 16000
+    assert meta["settings"]["dataset_root"] == str((tmp_path / "data").resolve())
+    assert not any(p.suffix in (".pt", ".pkl", ".pth") for p in store.path.rglob("*"))
+
+
+def test_other_settings_are_refused_not_mixed(tmp_path):
+    task = make_toy_task(tmp_path / "data")
+    store = extract(task, tmp_path)
+    with pytest.raises(StoreMismatchError, match="n_mfcc.*--overwrite"):
+        extract(task, tmp_path, encoder_options={"n_mfcc": "20"}, store_name=store.path.name)
+    rebuilt = extract(task, tmp_path, encoder_options={"n_mfcc": "20"}, store_name=store.path.name, overwrite=True)
+    assert rebuilt.load().embeddings["mfcc"].shape == (18, 20)
+    # other pooling goes to its own store
+    other = extract(task, tmp_path, pooling="mean+std")
+    assert other.path != store.path and other.load().embeddings["mfcc"].shape == (18, 80)
+
+
+def test_bad_files_are_skipped_and_listed(tmp_path):
+    task = make_toy_task(tmp_path / "data", corrupt=2)
+    store = extract(task, tmp_path)
+    meta = store.meta()
+    assert meta["num_failed"] == 2 and set(meta["failed"]) == {"c0_0.wav", "c0_1.wav"}
+    assert "c0_0.wav" in meta["failed"]["c0_0.wav"]
+    features = store.load()
+    assert len(features.items) == 16 and "c0_0.wav" not in set(features.items["id"])
+
+
+def test_resume_after_losing_shards_equals_a_clean_run(tmp_path):
+    task = make_toy_task(tmp_path / "data")
+    clean = extract(task, tmp_path, store_name="clean").load()
+    store = extract(task, tmp_path, store_name="resumed")
+    shards = sorted(store.shard_dir.glob("shard-*"))
+    for shard in shards[1::2]:
+        shard.unlink()
+    store.update_meta(complete=False)
+    resumed = extract(task, tmp_path, store_name="resumed").load()
+    np.testing.assert_array_equal(resumed.embeddings["mfcc"], clean.embeddings["mfcc"])
+    assert list(resumed.items["id"]) == list(clean.items["id"])
+
+
+def test_worker_count_does_not_change_outputs(tmp_path):
+    task = make_toy_task(tmp_path / "data")
+    a = extract(task, tmp_path, store_name="w0", num_workers=0).load()
+    b = extract(task, tmp_path, store_name="w2", num_workers=2).load()
+    np.testing.assert_array_equal(a.embeddings["mfcc"], b.embeddings["mfcc"])
+
+
+def test_batches_cover_every_item_once_within_budget():
+    rng = np.random.default_rng(1)
+    durations = rng.uniform(0.1, 30, 500)
+    shard = np.argsort(durations, kind="stable")
+    batches = plan_batches(shard, durations, max_batch_seconds=60, max_batch_items=16)
+    flat = np.concatenate(batches)
+    assert sorted(flat) == list(range(500))
+    for b in batches:
+        assert len(b) <= 16 and (len(b) == 1 or len(b) * durations[b].max() <= 60)
+
+
+def test_incomplete_store_is_not_loaded(tmp_path):
+    task = make_toy_task(tmp_path / "data")
+    store = extract(task, tmp_path)
+    store.update_meta(complete=False)
+    with pytest.raises(RuntimeError, match="incomplete"):
+        FeatureStore(store.path).load()
