@@ -274,6 +274,16 @@ def _add_noise(x: np.ndarray, snr_db: float, rng: np.random.Generator, ref: floa
     return x + (ref / 10 ** (snr_db / 20)) * rng.standard_normal(len(x), dtype=np.float32)
 
 
+def _distract(x: np.ndarray, sr: int, recipes: list[dict], exclude: int, db: tuple[float, float],
+              rng: np.random.Generator) -> np.ndarray:
+    """Mix in a clip of another class, `db` (range) below x in RMS."""
+    j = int(rng.integers(0, len(recipes) - 1))
+    j += j >= exclude
+    other = _render(recipes[j], len(x), sr, rng)
+    gain = _rms(x) / max(_rms(other), 1e-9) / 10 ** (rng.uniform(*db) / 20)
+    return x + gain * other
+
+
 def _write(path: Path, x: np.ndarray, sr: int, subtype: str = "PCM_16", fmt: str = "WAV") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not np.all(np.isfinite(x)):
@@ -339,6 +349,8 @@ def _make_esc50(out: Path, rng: np.random.Generator) -> tuple[Path, list[Awkward
                     stop = start + m
                 x = np.zeros(n, np.float32)
                 seg = _render(rc, stop - start, sr, rng)
+                if rng.uniform() < 0.5:  # another source in the background
+                    seg = _distract(seg, sr, [c[3] for c in ESC_CLASSES], ci, (4, 14), rng)
                 x[start:stop] = _add_noise(seg, rng.uniform(15, 35), rng)
                 x = _peak_norm(x, rng.uniform(0.2, 0.9))
                 name = f"{fold}-{src}-{take}-{target}.wav"
@@ -427,6 +439,9 @@ def _make_us8k(out: Path, rng: np.random.Generator) -> tuple[Path, list[AwkwardF
                 dur = n / sr
                 salience = 1 if rng.uniform() < 0.65 else 2
                 x = _render(rc, n, sr, rng)
+                if rng.uniform() < 0.6:  # street background: another class, quieter
+                    x = _distract(x, sr, [c[2] for c in US8K_CLASSES], cid,
+                                  (6, 18) if salience == 1 else (0, 8), rng)
                 snr = rng.uniform(12, 30) if salience == 1 else rng.uniform(3, 12)
                 x = _peak_norm(_add_noise(x, snr, rng), rng.uniform(0.1, 0.9))
                 start = slice_start.get((fsid, occ), round(float(rng.uniform(0, 60)), 6))
@@ -989,20 +1004,32 @@ _MAKERS = {
 }
 
 
-def make_demo_datasets(out_dir: str | Path, tasks=None, seed: int = 0) -> DemoRoots:
+def _make_one(task: str, out: Path, seed: int):
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), _TASK_CODE[task]]))
+    return _MAKERS[task](out, rng)
+
+
+def make_demo_datasets(out_dir: str | Path, tasks=None, seed: int = 0, workers: int = 1) -> DemoRoots:
     """Write the demo datasets for `tasks` (default: all six) under `out_dir`
     and return {task: root Path} (a `DemoRoots` dict, which also carries
-    `.awkward` and `.counts`). Byte-identical output for a given seed."""
+    `.awkward` and `.counts`). Byte-identical output for a given seed, whatever
+    `workers` (processes generating tasks in parallel)."""
     out = Path(out_dir)
-    tasks = list(TASKS) if not tasks else list(tasks)
+    tasks = list(TASKS) if not tasks else list(dict.fromkeys(tasks))
     unknown = [t for t in tasks if t not in _MAKERS]
     if unknown:
         raise ValueError(f"unknown task(s) {unknown}; choose from {', '.join(TASKS)}")
     out.mkdir(parents=True, exist_ok=True)
+    if workers > 1 and len(tasks) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(min(workers, len(tasks))) as pool:
+            futures = {t: pool.submit(_make_one, t, out, seed) for t in tasks}
+            results = {t: f.result() for t, f in futures.items()}
+    else:
+        results = {t: _make_one(t, out, seed) for t in tasks}
     roots = DemoRoots()
     for task in tasks:
-        rng = np.random.default_rng(np.random.SeedSequence([int(seed), _TASK_CODE[task]]))
-        root, awkward, count = _MAKERS[task](out, rng)
+        root, awkward, count = results[task]
         roots[task] = root
         roots.awkward[task] = awkward
         roots.counts[task] = count
@@ -1018,11 +1045,13 @@ def main(argv=None) -> int:
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=None, metavar="TASK",
                         help=f"tasks to generate (default: all): {', '.join(TASKS)}")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes; default 0)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="processes generating tasks in parallel (output does not depend on it; default 2)")
     parser.add_argument("--quiet", action="store_true", help="do not list the awkward files")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     try:
-        roots = make_demo_datasets(args.out, args.tasks, args.seed)
+        roots = make_demo_datasets(args.out, args.tasks, args.seed, args.workers)
     except FileExistsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -24,6 +24,25 @@ def require_file(path: Path, what: str, source: str) -> Path:
     return path
 
 
+def _numpy_globals() -> list:
+    """numpy array reconstruction, allowed beside tensors: official PANNs
+    checkpoints store a sampler state of numpy arrays next to the weights.
+    Rebuilding an array runs no code; its items still go through the
+    weights-only unpickler."""
+    import numpy as np
+    core = getattr(np, "_core", None) or np.core
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, *{type(np.dtype(t)) for t in
+            ("float32", "float64", "int64", "int32", "uint32", "uint8", "bool")}, core.multiarray.scalar]
+
+
+def _load_tensors_only(path: Path):
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
 def read_state_dict(path: Path, wrapper_keys: Iterable[str] = ("state_dict", "model")) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint file, unwrapped from Lightning/PANNs-style
     `{'state_dict': ...}` / `{'model': ...}` dicts."""
@@ -32,7 +51,7 @@ def read_state_dict(path: Path, wrapper_keys: Iterable[str] = ("state_dict", "mo
         from safetensors.torch import load_file
         return load_file(str(path))
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        obj = _load_tensors_only(path)
     except Exception as err:
         raise CheckpointError(
             f"{path} cannot be read as plain tensors ({type(err).__name__}: {str(err)[:200]}). "
