@@ -50,6 +50,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> list[dict]:
     args = parser().parse_args(argv)
+    import warnings
+    from .cli import show_warnings
+    warnings.showwarning = show_warnings
     from .extract import extract_embeddings, resolve_device
     from .probing import run_probes
     from .results import markdown_table

@@ -33,7 +33,8 @@ def _options(pairs: list[str]) -> dict:
     return out
 
 
-def _show_partial(message, category, *args, **kwargs):
+def show_warnings(message, category, *args, **kwargs):
+    """One line per warning, without the source line that Python adds."""
     if issubclass(category, PartialDownloadWarning):
         print(f"warning: {message} (results will not be comparable with published ones)", file=sys.stderr)
     else:
@@ -71,7 +72,7 @@ def extract_parser(task: Task) -> argparse.ArgumentParser:
 
 def extract_main(task: Task, argv: list[str] | None = None) -> FeatureStore:
     args = extract_parser(task).parse_args(argv)
-    warnings.showwarning = _show_partial
+    warnings.showwarning = show_warnings
     from .extract import extract_embeddings  # torch import after argument errors
     options = _options(args.encoder_option)
     if args.checkpoint:

@@ -33,7 +33,7 @@ Deliberately awkward files, as real downloads have them (listed per run in
   22.05 kHz, 48 kHz, 96 kHz, stereo 24-bit 48 kHz, and a 0.3 s clip.
 - ESC-50: one stereo and one 24-bit file (the real set is uniform).
 - Speech Commands: clips shorter than 1 s.
-- LibriSpeech: one long (~24 s) utterance.
+- LibriSpeech: one long (~25 s) utterance.
 - ICBHI: sample rates 4 kHz and 10 kHz beside 44.1 kHz (by device).
 - NSynth: like the real valid and test splits, nsynth-valid and nsynth-test
   have no synth_lead notes (family 9); train has all 11 families.
@@ -709,7 +709,7 @@ def _make_librispeech(out: Path, rng: np.random.Generator) -> tuple[Path, list[A
                 for u in range(n_utt):
                     long_one = subset == "train-clean-100" and si == 0 and not awkward
                     target = 24.0 if long_one else rng.uniform(2.0, 5.0)
-                    n_words = max(2, int(target * 2.4))
+                    n_words = max(2, int(round(target * 1.9)))
                     rate = spk["rate"] * rng.uniform(0.92, 1.08)
                     s2 = dict(spk, tilt=spk["tilt"] + chan[0])
                     x = _phones(_utterance_phones(n_words, rng), sr, s2, rng, rate,
@@ -1039,7 +1039,7 @@ def make_demo_datasets(out_dir: str | Path, tasks=None, seed: int = 0, workers: 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m common.demo",
-        description=__doc__.split("\n\n")[0] + "\n\n" + "\n\n".join(__doc__.split("\n\n")[2:4]),
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="directory to write the datasets into")
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=None, metavar="TASK",
@@ -1058,8 +1058,11 @@ def main(argv=None) -> int:
     for task, root in roots.items():
         print(f"{task:16s} {roots.counts[task]:4d} audio files -> {root}")
         if not args.quiet:
-            for a in roots.awkward[task]:
+            awk = roots.awkward[task]
+            for a in awk[:12]:
                 print(f"{'':16s}   awkward: {a.path.relative_to(root)}  ({a.why})")
+            if len(awk) > 12:
+                print(f"{'':16s}   ... and {len(awk) - 12} more ({', '.join(sorted({a.why.split(' (')[0] for a in awk[12:]}))})")
     print(f"done in {time.perf_counter() - t0:.1f} s (seed {args.seed})")
     return 0
 

@@ -78,8 +78,7 @@ def check_counts(name: str, found: dict[str, int], expected: dict[str, int]) -> 
 
 def item_frame(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
-    if "clip_start" not in df:
-        df["clip_start"] = 0.0
-    if "clip_end" not in df:
-        df["clip_end"] = np.nan
+    # rows without a segment cover their whole file
+    df["clip_start"] = df["clip_start"].fillna(0.0).astype(float) if "clip_start" in df else 0.0
+    df["clip_end"] = df["clip_end"].astype(float) if "clip_end" in df else np.nan
     return df

@@ -63,7 +63,6 @@ def read_icbhi(root: str | Path | None) -> DatasetListing:
     if not rows:
         raise DatasetError(f"ICBHI: no recordings listed in {SPLIT_FILE} found under {base}")
     items = item_frame(rows)
-    items["clip_start"] = items["clip_start"].fillna(0.0)
     notes += check_counts("ICBHI 2017", items["kind"].value_counts().rename(
         {"recording": "recordings", "cycle": "cycles"}).to_dict(), EXPECTED)
     return DatasetListing(items, "icbhi", base, complete=not notes, notes=notes)
