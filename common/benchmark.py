@@ -36,6 +36,7 @@ def parser() -> argparse.ArgumentParser:
     src.add_argument("--data-root", help="folder holding the six datasets in their official layouts "
                                          "(ESC-50-master/, UrbanSound8K/, nsynth-*/, LibriSpeech/, "
                                          "speech_commands_v0.0x/, ICBHI_final_database/)")
+    p.add_argument("--demo-dir", help="where demo data is generated (default: demo_data/)")
     p.add_argument("--encoder", choices=sorted(ENCODERS),
                    help="encoder (default: efficientat_mn04 if its weights are in pretrained_models/, else mfcc)")
     p.add_argument("--tasks", nargs="+", choices=list(TASK_FOLDERS), default=list(TASK_FOLDERS))
@@ -63,7 +64,7 @@ def main(argv=None) -> list[dict]:
     roots: dict[str, Path] = {}
     if args.demo:
         from .demo import make_demo_datasets
-        demo_dir = PROJECT_ROOT / "demo_data"
+        demo_dir = Path(args.demo_dir) if args.demo_dir else PROJECT_ROOT / "demo_data"
         made = make_demo_datasets(demo_dir, tasks=[TASK_FOLDERS[t] for t in args.tasks])
         roots = {t: made[TASK_FOLDERS[t]] for t in args.tasks}
     work_root = Path(args.work_dir) if args.work_dir else (PROJECT_ROOT / "demo_runs" if args.demo else None)
