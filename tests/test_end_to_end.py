@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from common.benchmark import TASK_FOLDERS, main
+from common.training import DEFAULT_RECIPE
 from conftest import PROJECT_ROOT
 
 # mfcc on the demo data: the primary metric must beat chance by this margin
@@ -53,7 +54,7 @@ def test_results_files_hold_folds_protocol_and_metrics(demo_run):
     run = result["runs"][0]
     assert {"accuracy", "macro_f1", "per_class_recall", "confusion_matrix"} <= set(run["metrics"])
     assert len(run["metrics"]["confusion_matrix"]) == len(result["classes"])
-    assert result["recipe"]["lrs"] and result["recipe"]["name"] == "grid-v1"
+    assert result["recipe"]["lrs"] and result["recipe"]["name"] == DEFAULT_RECIPE.name
     split = pd.read_csv(result["split_file"])
     assert set(split["part"]) == {"train", "valid", "test"}
     icbhi = json.loads(open(rows[rows["task"] == "icbhi"].iloc[0]["result_file"]).read())
