@@ -97,7 +97,9 @@ def train_parser(task: Task) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--encoder", help="train on this encoder's features (default: every encoder that has features)")
     p.add_argument("--store", help="a store name under features/<dataset>/ (when an encoder has several)")
-    p.add_argument("--layer", default=None, help="stored layer to probe, or 'all' for each layer (default: the store's)")
+    p.add_argument("--layer", default=None,
+                   help="stored layer to probe: a name or an index, 'all' for each layer in turn, or 'weighted' for "
+                        "a learnable weighted sum of all stored layers (default: the store's default layer)")
     p.add_argument("--head", default="both", choices=("linear", "three_layer", "both"))
     p.add_argument("--protocol", nargs="+", default=None, choices=list(task.protocols),
                    help="protocols to run (default: all official ones)")
@@ -130,6 +132,11 @@ def recipe_from_args(args) -> Recipe:
         return base
     fields = {**base.to_dict(), **changes}
     fields["name"] = base.name + "+" + ",".join(f"{k}={v[0] if k == 'lrs' else v}" for k, v in changes.items())
+    # a value the user pins is used as given, not rescaled by the size rules
+    if args.batch_size is not None:
+        fields["steps_per_epoch"] = None
+    if args.epochs is not None:
+        fields["item_budget"] = None
     return Recipe(**fields)
 
 

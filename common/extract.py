@@ -59,8 +59,11 @@ def item_durations(items: pd.DataFrame, cache: Path | None = None, threads: int 
     """Seconds per item: segment length where the item is a segment, else the
     file's duration from its header (unreadable files get 0 and fail later)."""
     if cache is not None and cache.exists():
-        durations = np.load(cache)
-        if len(durations) == len(items):
+        try:
+            durations = np.load(cache)
+        except (OSError, ValueError, EOFError):  # cut short by a kill: recompute
+            durations = None
+        if durations is not None and len(durations) == len(items):
             return durations
 
     def one(row) -> float:
@@ -74,8 +77,11 @@ def item_durations(items: pd.DataFrame, cache: Path | None = None, threads: int 
     with ThreadPoolExecutor(threads) as pool:
         durations = np.fromiter(pool.map(one, items.itertuples(index=False), chunksize=256), dtype=np.float64,
                                 count=len(items))
-    if cache is not None:
-        np.save(cache, durations)
+    if cache is not None:  # atomic, like the shards: a killed run never leaves half a cache
+        tmp = cache.with_name(f".tmp-{os.getpid()}-{cache.name}")
+        with open(tmp, "wb") as f:
+            np.save(f, durations)
+        os.replace(tmp, cache)
     return durations
 
 
@@ -129,6 +135,12 @@ def _as_list(batch):
     return batch
 
 
+def _single_threaded_worker(_):
+    """Decoding workers use one thread each: on few cores, intra-op threads in
+    workers only spin against the encoder's threads in the main process."""
+    torch.set_num_threads(1)
+
+
 # --------------------------------------------------------------------------- encoding
 @dataclass
 class BatchStats:
@@ -177,7 +189,7 @@ def embed_batch(encoder: Encoder, audios: list[np.ndarray], layers: list[str], p
         groups = [g[i:i + max(1, budget // int(lengths[g[0]]))] for g in groups
                   for i in range(0, len(g), max(1, budget // int(lengths[g[0]])))]
     dims = encoder.layer_dims()
-    accumulators = {name: PoolAccumulator(len(audios), dims[name], device) for name in layers}
+    accumulators = {name: PoolAccumulator(len(audios), dims[name], device, pooling) for name in layers}
     for group in groups:
         longest = int(lengths[group].max())
         batch = torch.zeros(len(group), longest)
@@ -195,7 +207,7 @@ def embed_batch(encoder: Encoder, audios: list[np.ndarray], layers: list[str], p
         if stats is not None:
             stats.samples += int(lengths[group].sum())
             stats.padded += longest * len(group)
-    return {name: acc.result(pooling).cpu().numpy() for name, acc in accumulators.items()}
+    return {name: acc.result().cpu().numpy() for name, acc in accumulators.items()}
 
 
 # --------------------------------------------------------------------------- the job
@@ -257,7 +269,7 @@ def extract_embeddings(task: Task, encoder_name: str, data_root: str | Path | No
         num_workers = min(4, max(0, (os.cpu_count() or 1) - 1))
     loader = torch.utils.data.DataLoader(
         ItemAudio(items, encoder.sample_rate), batch_sampler=batches, num_workers=num_workers,
-        collate_fn=_as_list, prefetch_factor=4 if num_workers else None, persistent_workers=False)
+        collate_fn=_as_list, worker_init_fn=_single_threaded_worker, prefetch_factor=4 if num_workers else None, persistent_workers=False)
     remaining = {k: len(shards[k]) for k in mine}
     pending: dict[int, dict] = {k: {"index": [], "emb": {n: [] for n in layers}, "failed": {}} for k in mine}
     stats = BatchStats()

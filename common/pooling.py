@@ -21,33 +21,39 @@ def check_pooling(method: str) -> str:
 
 
 class PoolAccumulator:
-    """Per-item sums (float64), sums of squares, frame counts and maxima."""
+    """Per-item running statistics (float64) for one pooling method: sums and
+    frame counts for mean, plus sums of squares for mean+std, maxima for max."""
 
-    def __init__(self, num_items: int, dim: int, device: torch.device | str = "cpu"):
-        self.total = torch.zeros(num_items, dim, dtype=torch.float64, device=device)
-        self.squares = torch.zeros_like(self.total)
+    def __init__(self, num_items: int, dim: int, device: torch.device | str = "cpu", method: str = "mean"):
+        self.method = check_pooling(method)
         self.count = torch.zeros(num_items, dtype=torch.float64, device=device)
-        self.maximum = torch.full((num_items, dim), float("-inf"), dtype=torch.float64, device=device)
+        if method == "max":
+            self.maximum = torch.full((num_items, dim), float("-inf"), dtype=torch.float64, device=device)
+        else:
+            self.total = torch.zeros(num_items, dim, dtype=torch.float64, device=device)
+        if method == "mean+std":
+            self.squares = torch.zeros_like(self.total)
 
     def add(self, items: torch.Tensor, features: torch.Tensor, mask: torch.Tensor) -> None:
         """items [B] (which item each row belongs to), features [B, N, D], mask [B, N]."""
         x = features.to(torch.float64)
         m = mask.to(torch.float64).unsqueeze(-1)
-        items = items.to(self.total.device)
-        self.total.index_add_(0, items, (x * m).sum(dim=1))
-        self.squares.index_add_(0, items, (x * x * m).sum(dim=1))
+        items = items.to(self.count.device)
         self.count.index_add_(0, items, m.sum(dim=(1, 2)))
-        masked = x.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
-        index = items.unsqueeze(-1).expand_as(masked)
-        self.maximum.scatter_reduce_(0, index, masked, reduce="amax")
+        if self.method == "max":
+            masked = x.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
+            self.maximum.scatter_reduce_(0, items.unsqueeze(-1).expand_as(masked), masked, reduce="amax")
+            return
+        self.total.index_add_(0, items, (x * m).sum(dim=1))
+        if self.method == "mean+std":
+            self.squares.index_add_(0, items, (x * x * m).sum(dim=1))
 
-    def result(self, method: str = "mean") -> torch.Tensor:
-        check_pooling(method)
-        if method == "max":
+    def result(self) -> torch.Tensor:
+        if self.method == "max":
             return self.maximum.float()
         count = self.count.clamp_min(1.0).unsqueeze(-1)
         mean = self.total / count
-        if method == "mean":
+        if self.method == "mean":
             return mean.float()
         std = (self.squares / count - mean * mean).clamp_min(0).sqrt()
         return torch.cat([mean, std], dim=-1).float()
@@ -56,6 +62,6 @@ class PoolAccumulator:
 def pool(features: torch.Tensor, mask: torch.Tensor, method: str = "mean") -> torch.Tensor:
     """features [B, N, D], mask [B, N] (True = real frame) -> [B, D] ([B, 2D]
     for mean+std), in float32."""
-    acc = PoolAccumulator(features.shape[0], features.shape[2], features.device)
+    acc = PoolAccumulator(features.shape[0], features.shape[2], features.device, method)
     acc.add(torch.arange(features.shape[0], device=features.device), features, mask)
-    return acc.result(method)
+    return acc.result()

@@ -1,24 +1,65 @@
 """evaluate_features: stored embeddings + a protocol -> trained probes and results."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from .metrics import evaluate
+from .probe_io import save_probe
 from .results import append_csv, csv_row, now, summarize, write_json
 from .store import FeatureSet, FeatureStore
 from .task import Task
 from .training import DEFAULT_RECIPE, Recipe, cpu_threads, train_probe
 
 
+WEIGHTED = "weighted"  # learnable weighted sum of all stored layers (SUPERB's featurizer)
+
+
+def layer_matrix(features: FeatureSet, layer: str) -> np.ndarray:
+    """[N, D] for one layer; [N, L, D] of every stored layer for `weighted`."""
+    if layer == WEIGHTED:
+        return np.stack([features.embeddings[name] for name in features.meta["settings"]["layers"]], axis=1)
+    return features.embeddings[layer]
+
+
+def probe_layers(settings: dict, spec: str | None) -> tuple[list[str], list[str]]:
+    """(layers to probe, stored layers to load) for a --layer value: None = the
+    store's default, "all" = each stored layer, "weighted" = their learnable
+    weighted sum, an index into the stored layers, or a layer name."""
+    stored = list(settings["layers"])
+    if spec in (None, "default"):
+        return [settings["default_layer"]], [settings["default_layer"]]
+    if spec == "all":
+        return stored, stored
+    if spec == WEIGHTED:
+        if len(stored) < 2:
+            raise ValueError("--layer weighted needs features of several layers: extract with --layer all")
+        if len(set(settings["layers"].values())) > 1:
+            raise ValueError(f"--layer weighted sums layers of one width; this store's differ: {settings['layers']}")
+        return [WEIGHTED], stored
+    if spec.lstrip("-").isdigit() and spec not in stored:
+        index = int(spec)
+        if not -len(stored) <= index < len(stored):
+            raise ValueError(f"layer index {index} is out of range: the store holds {', '.join(stored)}")
+        spec = stored[index]
+    if spec not in stored:
+        raise ValueError(f"layer {spec!r} is not stored; the store holds {', '.join(stored)} "
+                         "(extract it with --layer)")
+    return [spec], [spec]
+
+
 def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, protocol_name: str, *,
                       split: str = "official", subset: str | None = None, recipe: Recipe = DEFAULT_RECIPE,
                       seeds: tuple[int, ...] = (0,), device="cpu", work_dir: Path | None = None,
-                      store_name: str = "", progress: bool = True) -> dict:
+                      store_name: str = "", progress: bool = True, plots: bool = True,
+                      store_path: Path | None = None) -> dict:
     """Train `head` on `layer` of the stored features under one protocol, for
-    every fold and seed; write the run's JSON, its split table and a CSV row."""
+    every fold and seed; write the run's JSON, its split table and a CSV row,
+    the probe of the first fold and seed (safetensors + JSON, for predict.py)
+    and, with `plots`, PNG figures beside the JSON."""
     protocol = task.protocol(protocol_name)
     if split == "random":
         protocol = protocol.with_random_split(valid_size=0.0 if recipe.select == "last" else 0.1)
@@ -32,7 +73,7 @@ def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, p
         rows = np.flatnonzero(task.subsets[subset](items).to_numpy(dtype=bool))
         items = items.iloc[rows].reset_index(drop=True)
     data = protocol.prepare(items)
-    x = features.embeddings[layer][rows][data.rows]
+    x = layer_matrix(features, layer)[rows][data.rows]
     meta = features.meta["settings"]
     work_dir = Path(work_dir or task.folder) / "results"
     tag = f"{protocol_name}{'-' + subset if subset else ''}-{split}"
@@ -40,7 +81,7 @@ def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, p
     split_file.parent.mkdir(parents=True, exist_ok=True)
     data.split_table().to_csv(split_file, index=False)
 
-    runs = []
+    runs, first = [], None
     bar = tqdm(total=len(data.folds) * len(seeds) * len(recipe.lrs) * recipe.epochs, unit="epoch",
                disable=not progress, desc=f"{task.name} {store_name}/{layer} {head} {tag}", leave=False)
     for fold in data.folds:
@@ -49,12 +90,40 @@ def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, p
                 fit = train_probe(head, x[fold.train], data.y[fold.train], x[fold.valid], data.y[fold.valid],
                                   len(data.classes), recipe, seed=seed, device=device, progress=bar)
             predicted = fit.predict_proba(x[fold.test], device).argmax(-1)
+            if first is None:
+                first = (fit, fold, seed)
             runs.append({"fold": fold.name, "seed": seed, "lr": fit.lr, "epoch": fit.epoch, "grid": fit.grid,
                          "sizes": {"train": len(fold.train), "valid": len(fold.valid), "test": len(fold.test)},
                          "metrics": evaluate(data.y[fold.test], predicted, data.classes, protocol.normal_class),
+                         "plan": getattr(fit, "plan", None), "layer_weights": getattr(fit, "layer_weights", None),
                          "curves": fit.curves})
     bar.close()
-    result_file = work_dir / meta["variant"] / store_name / layer / f"{tag}-{head}.json"
+    stem = work_dir / meta["variant"] / store_name / layer / f"{tag}-{head}"
+    result_file = stem.with_name(stem.name + ".json")
+    fit, fold, seed = first
+    store_path = Path(store_path) if store_path else work_dir.parent / "features" / meta["variant"] / store_name
+    # stacked layers ([N, L, D], weighted-sum probe): the stored layers, in order
+    input_layers = [layer] if x.ndim == 2 else \
+        (list(meta["layers"]) if len(meta["layers"]) == x.shape[1] else None)
+    probe_file = save_probe(fit, stem, {
+        "task": task.name, "title": task.title, "variant": meta["variant"], "protocol": protocol_name,
+        "split": split, "subset": subset or "", "fold": fold.name, "seed": seed, "layer": layer,
+        "input_layers": input_layers, "num_layers": int(x.shape[1]) if x.ndim == 3 else None,
+        "in_dim": int(x.shape[-1]), "classes": list(data.classes), "primary_metric": protocol.metric,
+        "test_metrics": {k: v for k, v in runs[0]["metrics"].items() if isinstance(v, float)},
+        "encoder": meta["encoder"], "encoder_options": meta.get("encoder_options", {}),
+        "encoder_config": meta.get("encoder_config", {}), "pooling": meta["pooling"],
+        "sample_rate": meta.get("sample_rate"), "window_seconds": meta.get("window_seconds"),
+        "precision": meta.get("precision", "fp32"), "store": store_name, "store_path": str(store_path),
+        "recipe_name": recipe.name, "result_file": str(result_file)})
+    figures = {}
+    if plots:
+        title = f"{task.title} {protocol_name}{' (' + subset + ')' if subset else ''} {split} split · " \
+                f"{store_name}/{layer} · {head}"
+        test_rows = np.unique(np.concatenate([f.test for f in data.folds]))
+        figures = run_plots(stem, title, runs, data.classes, fit, x[test_rows].reshape(len(test_rows), -1),
+                            data.y[test_rows], input_layers or list(meta.get("layers", [])), tsne_stem=work_dir / meta["variant"] / store_name /
+                            layer / tag)
     result = {
         "task": task.name, "title": task.title, "variant": meta["variant"], "encoder": meta["encoder"],
         "store": store_name, "layer": layer, "pooling": meta["pooling"], "head": head,
@@ -64,33 +133,97 @@ def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, p
         "num_items": len(data.items), "dataset_complete": bool(features.meta.get("dataset_complete", True)),
         "dataset_notes": features.meta.get("dataset_notes", []), "num_failed": features.meta.get("num_failed", 0),
         "split_file": str(split_file), "created": now(), "result_file": str(result_file),
+        "probe_file": str(probe_file), "plots": figures,
     }
     write_json(result, result_file)
     append_csv(csv_row(result), work_dir / "results.csv")
     return result
 
 
+def run_plots(stem: Path, title: str, runs: list[dict], classes: list[str], fit, x_test: np.ndarray,
+              y_test: np.ndarray, layer_names: list[str], tsne_stem: Path) -> dict[str, str]:
+    """The run's figures; a figure that fails is reported and skipped, never
+    the end of a run."""
+    from . import plots
+    made = {}
+    folds = len({r["fold"] for r in runs})
+    jobs = {
+        "confusion": lambda p: plots.confusion_plot(
+            np.sum([r["metrics"]["confusion_matrix"] for r in runs], axis=0), classes, p,
+            f"{title}\nconfusion matrix, summed over {len(runs)} run(s) ({folds} fold(s)), normalised per true class"),
+        "curves": lambda p: plots.curves_plot(
+            fit.curves, p, f"{title}\ntraining curves (first fold: {runs[0]['fold']}, seed {runs[0]['seed']}, "
+                           f"lr {fit.lr:g})", chosen_epoch=fit.epoch),
+        "tsne": lambda p: plots.tsne_plot(x_test, y_test, classes, p, title.rsplit(" · ", 1)[0]),
+    }
+    if getattr(fit, "layer_weights", None) is not None:
+        weights = fit.layer_weights
+        weights = weights.detach().cpu().numpy() if hasattr(weights, "detach") else np.asarray(weights)
+        jobs["layer_weights"] = lambda p: plots.layer_weights_plot(weights, layer_names, p,
+                                                                   f"{title}\nlearned layer weights")
+    for name, job in jobs.items():
+        path = (tsne_stem if name == "tsne" else stem)
+        path = path.with_name(f"{path.name}-{name}.png")
+        try:
+            made[name] = str(job(path))
+        except Exception as err:  # a figure is a by-product: report it, keep the results
+            warnings.warn(f"could not draw {path.name}: {type(err).__name__}: {err}")
+    return made
+
+
+def layer_plots(results: list[dict], work_dir: Path | None, task: Task) -> list[str]:
+    """One accuracy-over-layers PNG per (store, protocol, split, subset, head)
+    when several layers of a store were probed."""
+    from . import plots
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["variant"], r["store"], r["protocol"], r["split"], r["subset"], r["head"]), []).append(r)
+    made = []
+    for (variant, store, protocol, split, subset, head), group in groups.items():
+        if len(group) < 2:
+            continue
+        metric = group[0]["primary_metric"]
+        tag = f"{protocol}{'-' + subset if subset else ''}-{split}"
+        path = Path(work_dir or task.folder) / "results" / variant / store / f"{tag}-{head}-layers.png"
+        try:
+            made.append(str(plots.layer_curve_plot(
+                [r["layer"] for r in group], [r["summary"][metric]["mean"] for r in group],
+                [r["summary"][metric]["std"] for r in group], path, metric,
+                f"{task.title} {protocol}{' (' + subset + ')' if subset else ''} {split} split · {store} · {head}"
+                f"\n{metric.replace('_', ' ')} per layer (mean ± std over folds and seeds)")))
+        except Exception as err:
+            warnings.warn(f"could not draw {path.name}: {type(err).__name__}: {err}")
+    return made
+
+
 def run_probes(task: Task, stores: list[FeatureStore], *, layer: str | None = None, heads=("linear", "three_layer"),
                protocols=None, split: str = "official", subset: str | None = None, recipe: Recipe = DEFAULT_RECIPE,
                seeds: tuple[int, ...] = (0,), device="cpu", work_dir: Path | None = None,
-               progress: bool = True) -> list[dict]:
+               progress: bool = True, plots: bool = True) -> list[dict]:
     """Every (store, layer, protocol, head) combination; returns the CSV rows.
-    `layer`: None = each store's default layer, "all" = every stored layer."""
-    rows = []
+    `layer`: see `probe_layers`; with "all" and `plots`, a metric-per-layer PNG
+    per protocol and head."""
+    rows, results = [], []
     for store in stores:
         settings = store.meta()["settings"]
-        layers = list(settings["layers"]) if layer == "all" else [layer or settings["default_layer"]]
-        features = store.load(layers)
+        layers, needed = probe_layers(settings, layer)
+        features = store.load(needed)
         for name in layers:
             for protocol in protocols or list(task.protocols):
                 for head in heads:
                     result = evaluate_features(task, features, name, head, protocol, split=split, subset=subset,
                                                recipe=recipe, seeds=seeds, device=device, work_dir=work_dir,
-                                               store_name=store.path.name, progress=progress)
+                                               store_name=store.path.name, progress=progress, plots=plots,
+                                               store_path=store.path)
                     rows.append(csv_row(result))
+                    results.append(result)
                     if progress:
                         metric, summary = result["primary_metric"], result["summary"]
                         print(f"{task.name} {store.path.name}/{name} {head} {protocol}: {metric} "
                               f"{100 * summary[metric]['mean']:.1f} ± {100 * summary[metric]['std']:.1f}"
                               f"  ({result['result_file']})")
+    if plots and layer == "all":
+        for path in layer_plots(results, work_dir, task):
+            if progress:
+                print(f"layer-wise plot: {path}")
     return rows

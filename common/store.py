@@ -73,7 +73,7 @@ class FeatureStore:
     def clear(self) -> None:
         for shard in self.shard_dir.glob("*"):
             shard.unlink()
-        for name in ("meta.json", "items.csv"):
+        for name in ("meta.json", "items.csv", "durations.npy"):
             (self.path / name).unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ state

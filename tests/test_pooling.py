@@ -21,8 +21,8 @@ def test_padding_frames_never_enter_pooling():
 def test_windows_of_one_item_pool_as_one_sequence():
     frames = torch.randn(1, 10, 3)
     whole = pool(frames, torch.ones(1, 10, dtype=torch.bool), "mean+std")
-    acc = PoolAccumulator(1, 3)
+    acc = PoolAccumulator(1, 3, method="mean+std")
     acc.add(torch.tensor([0]), frames[:, :4], torch.ones(1, 4, dtype=torch.bool))
     second = torch.cat([frames[:, 4:], torch.zeros(1, 2, 3)], dim=1)  # last window padded
     acc.add(torch.tensor([0]), second, torch.tensor([[True] * 6 + [False] * 2]))
-    torch.testing.assert_close(acc.result("mean+std"), whole)
+    torch.testing.assert_close(acc.result(), whole)

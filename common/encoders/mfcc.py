@@ -18,6 +18,8 @@ class MFCCEncoder(Encoder):
         super().__init__()
         self.n_mfcc, self.n_mels, self.n_fft, self.hop_length = n_mfcc, n_mels, n_fft, hop_length
         self.layers = [Layer("logmel", n_mels), Layer("mfcc", n_mfcc)]
+        # built once: librosa's melspectrogram would rebuild it for every clip
+        self.mel_basis = librosa.filters.mel(sr=self.sample_rate, n_fft=n_fft, n_mels=n_mels)
         self.default_layer = "mfcc"
 
     @classmethod
@@ -31,8 +33,8 @@ class MFCCEncoder(Encoder):
     def _frames(self, audio: np.ndarray) -> dict[str, np.ndarray]:
         if len(audio) < self.n_fft:
             audio = np.pad(audio, (0, self.n_fft - len(audio)))
-        mel = librosa.feature.melspectrogram(y=audio, sr=self.sample_rate, n_fft=self.n_fft,
-                                             hop_length=self.hop_length, n_mels=self.n_mels)
+        power = np.abs(librosa.stft(audio, n_fft=self.n_fft, hop_length=self.hop_length, pad_mode="constant")) ** 2
+        mel = self.mel_basis @ power
         logmel = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
         mfcc = librosa.feature.mfcc(S=logmel, n_mfcc=self.n_mfcc)
         return {"logmel": logmel.T, "mfcc": mfcc.T}
