@@ -115,6 +115,7 @@ def train_parser(task: Task) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help="pin the learning rate (no grid)")
     p.add_argument("--batch-size", type=int, default=None, help="probe batch size (default: the recipe's)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG figures beside each result")
     p.add_argument("--work-dir", help="where features/ and results/ are (default: the task folder)")
     return p
 
@@ -161,7 +162,7 @@ def train_main(task: Task, argv: list[str] | None = None) -> list[dict]:
     try:
         rows = run_probes(task, stores, layer=args.layer, heads=heads, protocols=protocols, split=args.split,
                           subset=getattr(args, "subset", None), recipe=recipe, seeds=tuple(args.seeds),
-                          device=device, work_dir=work_dir)
+                          device=device, work_dir=work_dir, plots=not args.no_plots)
     except USER_ERRORS as err:
         _fail(err)
     print()

@@ -42,7 +42,7 @@ def save_probe(fit, stem: Path, info: dict) -> Path:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in fit.model.state_dict().items()}
     tensors["scaler_mean"] = torch.as_tensor(np.asarray(_numpy(fit.scaler_mean), dtype=np.float32))
     tensors["scaler_scale"] = torch.as_tensor(np.asarray(_numpy(fit.scaler_scale), dtype=np.float32))
-    layer_weights = getattr(fit, "layer_weights", None)
+    layer_weights = fit.layer_weights
     if layer_weights is not None:  # a copy for inspection; the model's own tensors are what is used
         tensors["layer_weights"] = torch.as_tensor(np.asarray(_numpy(layer_weights), dtype=np.float32)).reshape(-1)
     save_file(tensors, str(weights_path), metadata={"format": FORMAT})

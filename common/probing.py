@@ -95,7 +95,7 @@ def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, p
             runs.append({"fold": fold.name, "seed": seed, "lr": fit.lr, "epoch": fit.epoch, "grid": fit.grid,
                          "sizes": {"train": len(fold.train), "valid": len(fold.valid), "test": len(fold.test)},
                          "metrics": evaluate(data.y[fold.test], predicted, data.classes, protocol.normal_class),
-                         "plan": getattr(fit, "plan", None), "layer_weights": getattr(fit, "layer_weights", None),
+                         "plan": fit.plan, "layer_weights": fit.layer_weights,
                          "curves": fit.curves})
     bar.close()
     stem = work_dir / meta["variant"] / store_name / layer / f"{tag}-{head}"
@@ -156,7 +156,7 @@ def run_plots(stem: Path, title: str, runs: list[dict], classes: list[str], fit,
                            f"lr {fit.lr:g})", chosen_epoch=fit.epoch),
         "tsne": lambda p: plots.tsne_plot(x_test, y_test, classes, p, title.rsplit(" · ", 1)[0]),
     }
-    if getattr(fit, "layer_weights", None) is not None:
+    if fit.layer_weights is not None:
         weights = fit.layer_weights
         weights = weights.detach().cpu().numpy() if hasattr(weights, "detach") else np.asarray(weights)
         jobs["layer_weights"] = lambda p: plots.layer_weights_plot(weights, layer_names, p,

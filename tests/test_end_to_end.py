@@ -6,7 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
-from common.benchmark import TASK_FOLDERS, main
+from common.benchmark import main
 from common.training import DEFAULT_RECIPE
 from conftest import PROJECT_ROOT
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import librosa
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from .base import Encoder, Layer
 
@@ -40,7 +41,10 @@ class MFCCEncoder(Encoder):
         return {"logmel": logmel.T, "mfcc": mfcc.T}
 
     def forward(self, waveforms, lengths, layers):
-        items = [self._frames(w[: int(n)].detach().cpu().numpy()) for w, n in zip(waveforms, lengths)]
+        # per-clip matrices are tiny: BLAS threads would only contend with the
+        # DataLoader workers decoding the next batch
+        with threadpool_limits(1):
+            items = [self._frames(w[: int(n)].detach().cpu().numpy()) for w, n in zip(waveforms, lengths)]
         num = max(len(item[layers[0]]) for item in items)
         out = {}
         for name in layers:
