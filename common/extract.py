@@ -174,20 +174,12 @@ def embed_batch(encoder: Encoder, audios: list[np.ndarray], layers: list[str], p
             owner.append(i)
     lengths = np.array([len(w) for w in windows])
     order = np.argsort(lengths, kind="stable")
+    budget = max(1, int(max_batch_seconds * sr))
     if encoder.padding_invariant:
-        groups, start = [], 0
-        budget = max(1, int(max_batch_seconds * sr))
-        while start < len(order):
-            end = start + 1
-            while end < len(order) and (end - start + 1) * lengths[order[end]] <= budget:
-                end += 1
-            groups.append(order[start:end])
-            start = end
+        groups = plan_batches(order, lengths, budget, len(order))
     else:  # padding would change the outputs: only equal lengths share a pass
-        groups = [order[lengths[order] == n] for n in np.unique(lengths)]
-        budget = max(1, int(max_batch_seconds * sr))
-        groups = [g[i:i + max(1, budget // int(lengths[g[0]]))] for g in groups
-                  for i in range(0, len(g), max(1, budget // int(lengths[g[0]])))]
+        groups = [batch for n in np.unique(lengths)
+                  for batch in plan_batches(order[lengths[order] == n], lengths, budget, len(order))]
     dims = encoder.layer_dims()
     accumulators = {name: PoolAccumulator(len(audios), dims[name], device, pooling) for name in layers}
     for group in groups:
@@ -250,6 +242,8 @@ def extract_embeddings(task: Task, encoder_name: str, data_root: str | Path | No
     if rank == 0:
         store = FeatureStore.open(path, settings, items, overwrite=overwrite)
         store.update_meta(dataset_complete=listing.complete, dataset_notes=listing.notes)
+        if not store.complete:  # read every header once; the other ranks load the cache
+            item_durations(items, store.path / "durations.npy")
     barrier()
     store = FeatureStore.open(path, settings, items) if rank else store
     if store.complete:
@@ -257,7 +251,7 @@ def extract_embeddings(task: Task, encoder_name: str, data_root: str | Path | No
             print(f"features already complete in {store.path} (reused; --overwrite rebuilds them)")
         return store
 
-    durations = item_durations(items, store.path / "durations.npy" if rank == 0 else None)
+    durations = item_durations(items, store.path / "durations.npy")
     shards = plan_shards(durations, shard_size)
     mine = [k for k in range(len(shards)) if k % world == rank and not store.has_shard(k)]
     batches, batch_shard = [], []

@@ -113,5 +113,4 @@ def check_encoder(encoder: Encoder, seconds: float = 1.5) -> None:
         assert mask.shape == feats.shape[:2] and mask.dtype == torch.bool, f"{name}/{layer.name}: mask {tuple(mask.shape)}"
         assert bool(mask[:, 0].all()), f"{name}/{layer.name}: an item has no valid frame"
         assert torch.isfinite(feats[mask]).all(), f"{name}/{layer.name}: non-finite features"
-        json_ok = encoder.config()
-        assert isinstance(json_ok, dict), f"{name}: config() must return a dict"
+    assert isinstance(encoder.config(), dict), f"{name}: config() must return a dict"
