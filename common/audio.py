@@ -20,10 +20,10 @@ class AudioReadError(RuntimeError):
 def audio_duration(path: str | Path) -> float:
     """Duration in seconds, read from the header only."""
     try:
-        info = sf.info(str(path))
+        with sf.SoundFile(str(path)) as f:  # sf.info would also format a description: twice the time
+            return f.frames / f.samplerate
     except Exception as err:  # soundfile raises several types
         raise AudioReadError(f"cannot read {path}: {err}") from err
-    return info.frames / info.samplerate
 
 
 def load_audio(path: str | Path, sample_rate: int, start: float = 0.0,

@@ -27,10 +27,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .audio import AudioReadError, audio_duration, load_audio
+from .audio import AudioReadError, audio_duration
 from .distributed import barrier, dist_info
 from .encoders import build_encoder
 from .encoders.base import Encoder
+from .loading import decoded_batches
 from .pooling import PoolAccumulator, check_pooling, pooled_dim
 from .store import FeatureStore, items_digest
 from .task import Task
@@ -74,9 +75,14 @@ def item_durations(items: pd.DataFrame, cache: Path | None = None, threads: int 
         except AudioReadError:
             return 0.0
 
+    def chunk(rows: pd.DataFrame) -> list[float]:
+        return [one(row) for row in rows.itertuples(index=False)]
+
+    # threads hide file-system latency (network storage); chunks of items, not
+    # one future per item, because per-item futures cost more than a header read
+    chunks = [items.iloc[i:i + 512] for i in range(0, len(items), 512)]
     with ThreadPoolExecutor(threads) as pool:
-        durations = np.fromiter(pool.map(one, items.itertuples(index=False), chunksize=256), dtype=np.float64,
-                                count=len(items))
+        durations = np.array([d for part in pool.map(chunk, chunks) for d in part], dtype=np.float64)
     if cache is not None:  # atomic, like the shards: a killed run never leaves half a cache
         tmp = cache.with_name(f".tmp-{os.getpid()}-{cache.name}")
         with open(tmp, "wb") as f:
@@ -106,41 +112,6 @@ def plan_batches(shard: np.ndarray, durations: np.ndarray, max_batch_seconds: fl
     return batches
 
 
-# --------------------------------------------------------------------------- loading
-class ItemAudio(torch.utils.data.Dataset):
-    """Decodes and resamples one item in a DataLoader worker; a bad file comes
-    back as an error message, never an exception that stops the run."""
-
-    def __init__(self, items: pd.DataFrame, sample_rate: int):
-        self.paths = items["path"].tolist()
-        self.starts = items["clip_start"].to_numpy(dtype=float)
-        self.ends = items["clip_end"].to_numpy(dtype=float)
-        self.sample_rate = sample_rate
-
-    def __len__(self):
-        return len(self.paths)
-
-    def __getitem__(self, index: int):
-        end = None if math.isnan(self.ends[index]) else self.ends[index]
-        try:
-            audio = load_audio(self.paths[index], self.sample_rate, self.starts[index], end)
-        except AudioReadError as err:
-            return index, None, str(err)
-        if len(audio) == 0:
-            return index, None, f"{self.paths[index]}: no samples in [{self.starts[index]}, {end}] s"
-        return index, audio, None
-
-
-def _as_list(batch):
-    return batch
-
-
-def _single_threaded_worker(_):
-    """Decoding workers use one thread each: on few cores, intra-op threads in
-    workers only spin against the encoder's threads in the main process."""
-    torch.set_num_threads(1)
-
-
 # --------------------------------------------------------------------------- encoding
 @dataclass
 class BatchStats:
@@ -157,6 +128,23 @@ def windows_of(audio: np.ndarray, window: int | None, minimum: int) -> list[np.n
     pieces = [audio] if not window or len(audio) <= window else \
         [audio[i:i + window] for i in range(0, len(audio), window)]
     return [np.pad(p, (0, minimum - len(p))) if len(p) < minimum else p for p in pieces]
+
+
+def padded_batch(windows: list[np.ndarray]) -> torch.Tensor:
+    """[len(windows), longest] float32, zero-padded. Equal-length windows that
+    lie end to end in one buffer (fixed-length clips of one DecodedBatch, the
+    windows of one long item) are viewed in place instead of copied."""
+    first, size = windows[0], len(windows[0])
+    step = size * first.itemsize
+    start = first.__array_interface__["data"][0]
+    if first.base is not None and first.dtype == np.float32 and first.strides == (first.itemsize,) and all(
+            len(w) == size and w.base is first.base and w.strides == first.strides
+            and w.__array_interface__["data"][0] == start + k * step for k, w in enumerate(windows)):
+        return torch.from_numpy(np.lib.stride_tricks.as_strided(first, (len(windows), size), (step, first.itemsize)))
+    batch = torch.zeros(len(windows), max(len(w) for w in windows))
+    for row, w in enumerate(windows):
+        batch[row, : len(w)] = torch.from_numpy(w)
+    return batch
 
 
 def embed_batch(encoder: Encoder, audios: list[np.ndarray], layers: list[str], pooling: str,
@@ -183,10 +171,7 @@ def embed_batch(encoder: Encoder, audios: list[np.ndarray], layers: list[str], p
     dims = encoder.layer_dims()
     accumulators = {name: PoolAccumulator(len(audios), dims[name], device, pooling) for name in layers}
     for group in groups:
-        longest = int(lengths[group].max())
-        batch = torch.zeros(len(group), longest)
-        for row, w in enumerate(group):
-            batch[row, : lengths[w]] = torch.from_numpy(windows[w])
+        batch = padded_batch([windows[w] for w in group])
         if device.type == "cuda":
             batch = batch.pin_memory()
         batch = batch.to(device, non_blocking=True)
@@ -198,7 +183,7 @@ def embed_batch(encoder: Encoder, audios: list[np.ndarray], layers: list[str], p
             accumulators[name].add(owners, *frames[name])
         if stats is not None:
             stats.samples += int(lengths[group].sum())
-            stats.padded += longest * len(group)
+            stats.padded += batch.numel()
     return {name: acc.result().cpu().numpy() for name, acc in accumulators.items()}
 
 
@@ -259,29 +244,28 @@ def extract_embeddings(task: Task, encoder_name: str, data_root: str | Path | No
         for batch in plan_batches(shards[k], durations, max_batch_seconds, batch_size):
             batches.append(batch.tolist())
             batch_shard.append(k)
-    if num_workers is None:
-        num_workers = min(4, max(0, (os.cpu_count() or 1) - 1))
-    loader = torch.utils.data.DataLoader(
-        ItemAudio(items, encoder.sample_rate), batch_sampler=batches, num_workers=num_workers,
-        collate_fn=_as_list, worker_init_fn=_single_threaded_worker, prefetch_factor=4 if num_workers else None, persistent_workers=False)
+    budget = int(max_batch_seconds * encoder.sample_rate)
+    loader = decoded_batches(items, batches, encoder.sample_rate, num_workers,
+                             slot_samples=budget + encoder.sample_rate)  # 1 s slack: headers vs resampled lengths
     remaining = {k: len(shards[k]) for k in mine}
     pending: dict[int, dict] = {k: {"index": [], "emb": {n: [] for n in layers}, "failed": {}} for k in mine}
     stats = BatchStats()
     bar = tqdm(total=sum(remaining.values()), unit="clip", disable=not progress,
                desc=f"{task.name} {encoder_name}" + (f" rank {rank}" if world > 1 else ""))
     try:
-        for shard_id, batch in zip(batch_shard, loader):
-            good = [(i, a) for i, a, err in batch if a is not None]
+        for batch in loader:
+            shard_id = batch_shard[batch.position]
             part = pending[shard_id]
-            part["failed"].update({i: err for i, a, err in batch if a is None})
-            if good:
-                pooled = embed_batch(encoder, [a for _, a in good], layers, pooling, torch_device, precision,
+            part["failed"].update(batch.errors)
+            if batch.indices:
+                pooled = embed_batch(encoder, batch.waveforms(), layers, pooling, torch_device, precision,
                                      max_batch_seconds, stats)
-                part["index"] += [i for i, _ in good]
+                part["index"] += batch.indices
                 for name in layers:
                     part["emb"][name].append(pooled[name])
-            remaining[shard_id] -= len(batch)
-            bar.update(len(batch))
+            done = len(batch.indices) + len(batch.errors)
+            remaining[shard_id] -= done
+            bar.update(done)
             bar.set_postfix(padding=f"{stats.padding_fraction:.1%}", failed=sum(len(p["failed"]) for p in pending.values()))
             if remaining[shard_id] == 0:
                 emb = {n: np.concatenate(x) if x else np.zeros((0, settings["layers"][n]), np.float32)

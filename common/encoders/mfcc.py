@@ -1,14 +1,21 @@
 """`mfcc`: MFCC and log-mel frames (librosa), the baseline that needs no weights."""
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import librosa
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .base import Encoder, Layer
+
+
+@cache
+def _blas() -> ThreadpoolController:
+    """Found once: finding the BLAS libraries reads /proc/self/maps (~3 ms)."""
+    return ThreadpoolController()
 
 
 class MFCCEncoder(Encoder):
@@ -43,7 +50,7 @@ class MFCCEncoder(Encoder):
     def forward(self, waveforms, lengths, layers):
         # per-clip matrices are tiny: BLAS threads would only contend with the
         # DataLoader workers decoding the next batch
-        with threadpool_limits(1):
+        with _blas().limit(limits=1):
             items = [self._frames(w[: int(n)].detach().cpu().numpy()) for w, n in zip(waveforms, lengths)]
         num = max(len(item[layers[0]]) for item in items)
         out = {}
