@@ -22,6 +22,18 @@ def test_every_bit_depth_decodes_to_float_mono(tmp_path, subtype):
     assert rms == pytest.approx(0.5 / np.sqrt(2), rel=0.03)  # scale preserved whatever the depth
 
 
+@pytest.mark.parametrize("name, channels", [("mono.wav", 1), ("stereo.wav", 2), ("mono.flac", 1)])
+def test_16_bit_files_give_libsndfiles_own_samples(tmp_path, name, channels):
+    """16-bit PCM is read as integers and scaled by us (faster): the samples
+    must be exactly libsndfile's float conversion, extremes included."""
+    x = np.concatenate([sine(16000, 0.3, channels=channels), np.full((3, channels), -1.0)[:, :channels].squeeze(),
+                        np.full((3, channels), 32767 / 32768)[:, :channels].squeeze()])
+    sf.write(tmp_path / name, x, 16000, subtype="PCM_16")
+    expected = sf.read(tmp_path / name, dtype="float32", always_2d=True)[0].mean(axis=1, dtype=np.float32)
+    np.testing.assert_array_equal(load_audio(tmp_path / name, 16000), expected)
+    np.testing.assert_array_equal(load_audio(tmp_path / name, 16000, start=0.1, end=0.2), expected[1600:3200])
+
+
 def test_stereo_is_mixed_and_rates_are_converted(tmp_path):
     left_right = np.stack([sine(8000, 1.0), np.zeros(8000)], axis=1)
     sf.write(tmp_path / "s.wav", left_right, 8000)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from common.audio import load_audio
-from common.extract import padded_batch
+from common.extract import BatchBuilder
 from common.loading import SharedSlots, decoded_batches
 from toy import make_toy_task
 
@@ -58,17 +58,23 @@ def test_small_shared_memory_means_no_slots(tmp_path):
     assert SharedSlots.fitting(4, 1000) is not None
 
 
-def test_padded_batch_views_equal_adjacent_windows_and_copies_the_rest():
+def test_batches_view_adjacent_equal_windows_and_pad_the_rest_in_a_reused_buffer():
     flat = np.arange(12, dtype=np.float32)
     adjacent = [flat[0:4], flat[4:8], flat[8:12]]
-    view = padded_batch(adjacent)
+    build = BatchBuilder("cpu")
+    view = build(adjacent)
     assert np.shares_memory(view.numpy(), flat)
     np.testing.assert_array_equal(view.numpy(), flat.reshape(3, 4))
     gapped = [flat[0:4], flat[5:9]]
-    ragged = [flat[0:4], flat[4:6]]
-    for windows in (gapped, ragged, [w.copy() for w in adjacent]):
-        batch = padded_batch(windows)
-        assert not np.shares_memory(batch.numpy(), flat)
+    ragged = [flat[0:4] + 1, flat[4:6]]
+    batches = []
+    for windows in (ragged, gapped, [w.copy() for w in adjacent], ragged):
+        batch = build(windows)
+        assert batch.is_contiguous() and not np.shares_memory(batch.numpy(), flat)
+        assert batch.shape == (len(windows), max(len(w) for w in windows))
         for row, w in zip(batch.numpy(), windows):
             np.testing.assert_array_equal(row[: len(w)], w)
-            assert not row[len(w):].any()
+            assert not row[len(w):].any()  # padding is zero, also where a longer batch wrote before
+        batches.append(batch)
+    pointers = [b.data_ptr() for b in batches]  # one buffer, grown when a batch needs more, not one per batch
+    assert pointers[0] == pointers[1] and pointers[2] == pointers[3]

@@ -10,6 +10,7 @@ storage are done once, in `common.extract`; an encoder only computes frames.
 
 `mask[b, n]` is True where frame n of item b comes from real samples (not
 padding). Clip-level models (PANNs embedding, AST pooled output) return N=1.
+`waveforms` is read-only: it may be a view of the decoded audio itself.
 """
 from __future__ import annotations
 
@@ -103,8 +104,11 @@ def check_encoder(encoder: Encoder, seconds: float = 1.5) -> None:
     lengths = torch.tensor([n, n // 2])
     waveforms[1, n // 2:] = 0
     device = next((p.device for p in encoder.parameters()), torch.device("cpu"))
+    given = waveforms.to(device)
     with torch.inference_mode():
-        out = encoder(waveforms.to(device), lengths.to(device), names)
+        out = encoder(given, lengths.to(device), names)
+    # extraction may pass views of the decoded audio itself: inputs are read-only
+    assert torch.equal(given.cpu(), waveforms), f"{name}: forward changed its input waveforms in place"
     assert set(out) == set(names), f"{name}: returned layers {sorted(out)} != requested {names}"
     for layer in encoder.layers:
         feats, mask = out[layer.name]
