@@ -144,6 +144,15 @@ def adjacent_view(windows: list[np.ndarray]) -> torch.Tensor | None:
     return None
 
 
+def host_to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A small host array on the device without waiting for the GPU (a blocking
+    copy from pageable memory waits for every kernel queued before it)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 class BatchBuilder:
     """Zero-padded [B, T] float32 batches of windows, on the device.
 
@@ -176,11 +185,14 @@ class BatchBuilder:
 
 def embed_batch(encoder: Encoder, audios: list[np.ndarray], layers: list[str], pooling: str,
                 device: torch.device, precision: str = "fp32", max_batch_seconds: float = 160.0,
-                stats: BatchStats | None = None, builder: BatchBuilder | None = None) -> dict[str, np.ndarray]:
+                stats: BatchStats | None = None, builder: BatchBuilder | None = None,
+                on_device: bool = False) -> dict[str, np.ndarray | torch.Tensor]:
     """Pooled embeddings [len(audios), D] per layer for a list of waveforms at
     the encoder's rate. Windows of one item may land in different forward
     passes; their frames are pooled together. Pass the same `builder` for
-    every batch of a job to reuse its buffer."""
+    every batch of a job to reuse its buffer. `on_device`: float32 tensors left
+    on the device, so that the CPU prepares the next batch while the GPU works
+    (numpy would wait for the GPU after every batch)."""
     builder = builder or BatchBuilder(device)
     sr = encoder.sample_rate
     window = int(encoder.window_seconds * sr) if encoder.window_seconds else None
@@ -201,16 +213,17 @@ def embed_batch(encoder: Encoder, audios: list[np.ndarray], layers: list[str], p
     accumulators = {name: PoolAccumulator(len(audios), dims[name], device, pooling) for name in layers}
     for group in groups:
         batch = builder([windows[w] for w in group])
-        batch_lengths = torch.as_tensor(lengths[group], device=device)
+        batch_lengths = host_to_device(lengths[group], device)
         with torch.inference_mode(), autocast_for(device, precision):
             frames = encoder(batch, batch_lengths, layers)
-        owners = torch.as_tensor(np.asarray(owner)[group], device=device)
+        owners = host_to_device(np.asarray(owner)[group], device)
         for name in layers:
             accumulators[name].add(owners, *frames[name])
         if stats is not None:
             stats.samples += int(lengths[group].sum())
             stats.padded += batch.numel()
-    return {name: acc.result().cpu().numpy() for name, acc in accumulators.items()}
+    pooled = {name: acc.result() for name, acc in accumulators.items()}
+    return pooled if on_device else {name: x.cpu().numpy() for name, x in pooled.items()}
 
 
 # --------------------------------------------------------------------------- the job
@@ -275,7 +288,7 @@ def extract_embeddings(task: Task, encoder_name: str, data_root: str | Path | No
                              slot_samples=budget + encoder.sample_rate)  # 1 s slack: headers vs resampled lengths
     remaining = {k: len(shards[k]) for k in mine}
     pending: dict[int, dict] = {k: {"index": [], "emb": {n: [] for n in layers}, "failed": {}} for k in mine}
-    stats, builder = BatchStats(), BatchBuilder(torch_device)
+    stats, builder, failures = BatchStats(), BatchBuilder(torch_device), 0
     bar = tqdm(total=sum(remaining.values()), unit="clip", disable=not progress,
                desc=f"{task.name} {encoder_name}" + (f" rank {rank}" if world > 1 else ""))
     try:
@@ -285,16 +298,16 @@ def extract_embeddings(task: Task, encoder_name: str, data_root: str | Path | No
             part["failed"].update(batch.errors)
             if batch.indices:
                 pooled = embed_batch(encoder, batch.waveforms(), layers, pooling, torch_device, precision,
-                                     max_batch_seconds, stats, builder)
+                                     max_batch_seconds, stats, builder, on_device=True)
                 part["index"] += batch.indices
                 for name in layers:
                     part["emb"][name].append(pooled[name])
-            done = len(batch.indices) + len(batch.errors)
+            done, failures = len(batch.indices) + len(batch.errors), failures + len(batch.errors)
             remaining[shard_id] -= done
             bar.update(done)
-            bar.set_postfix(padding=f"{stats.padding_fraction:.1%}", failed=sum(len(p["failed"]) for p in pending.values()))
+            bar.set_postfix(padding=f"{stats.padding_fraction:.1%}", failed=failures)
             if remaining[shard_id] == 0:
-                emb = {n: np.concatenate(x) if x else np.zeros((0, settings["layers"][n]), np.float32)
+                emb = {n: torch.cat(x).cpu().numpy() if x else np.zeros((0, settings["layers"][n]), np.float32)
                        for n, x in part["emb"].items()}
                 store.write_shard(shard_id, np.asarray(part["index"], dtype=np.int64), emb, part["failed"])
                 del pending[shard_id]
