@@ -93,7 +93,7 @@ def slow(*args, **kwargs):  # so that the kill lands mid-run
 ex.embed_batch = slow
 root, work = Path(sys.argv[1]), Path(sys.argv[2])
 ex.extract_embeddings(clip_task(root), "mfcc", root, work_dir=work, store_name="killed", shard_size=2,
-                      num_workers=0, progress=False)
+                      num_workers=1, progress=False)  # killed with a decoding worker and its shared slots live
 """
 
 
