@@ -118,9 +118,6 @@ class BatchDecoder(torch.utils.data.Dataset):
                 buffer[start:start + len(a)] = a
         return batch
 
-    def __len__(self) -> int:
-        return len(self.paths)
-
 
 def _as_is(batch):
     return batch
