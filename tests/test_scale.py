@@ -170,7 +170,7 @@ def write_shard(self, shard, *args, **kwargs):
     return real_write(self, shard, *args, **kwargs)
 FeatureStore.write_shard = write_shard
 store = ex.extract_embeddings(clip_task(root), "mfcc", root, work_dir=work, store_name="ddp", shard_size=3,
-                              num_workers=0, progress=False)
+                              num_workers=1, progress=False)  # each rank with its own decoding worker and slots
 rank, world, _ = ex.dist_info()
 info = {"rank": rank, "world": world, "backend": dist.get_backend(), "written": written,
         "complete": store.complete}
