@@ -6,7 +6,8 @@ The pipeline, in order:
 2. sorted items are cut into shards (the unit of resumption and of work per
    rank under torchrun), shards into batches under a total-duration budget, so
    that little compute is spent on padding;
-3. a DataLoader decodes and resamples in worker processes;
+3. DataLoader workers decode and resample whole batches and hand them over
+   through reused shared memory (`common.loading`);
 4. each batch is cut into windows at the encoder's native length, windows are
    grouped (by exact length when the encoder is not padding-invariant),
    encoded, and pooled per item over all its windows' valid frames;
