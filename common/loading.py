@@ -56,10 +56,11 @@ class SharedSlots:
         goes through the pipe, slower but sure."""
         try:
             stat = os.statvfs(shm)
-            free = stat.f_bavail * stat.f_frsize
-        except OSError:
+            if 2 * count * size * 4 > stat.f_bavail * stat.f_frsize:
+                return None
+            return cls(count, size)
+        except (OSError, RuntimeError):  # no /dev/shm, or torch could not share the memory
             return None
-        return cls(count, size) if 2 * count * size * 4 <= free else None
 
     def acquire(self, position: int, samples: int, patience: float = 1.0) -> int | None:
         """The slot for batch `position`, once its previous batch is released;
