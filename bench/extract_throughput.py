@@ -24,7 +24,6 @@ forward per encoder (target: <= 1.25 on CPU, <= 1.10 on GPU).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -38,6 +37,7 @@ import torch  # noqa: E402
 import common.extract as ex  # noqa: E402
 from common.audio import load_audio  # noqa: E402
 from common.encoders import build_encoder  # noqa: E402
+from common.loading import default_num_workers  # noqa: E402
 
 DEFAULT_CLIPS = {"mfcc": 2000, "hubert": 48}
 
@@ -130,7 +130,7 @@ def run(name: str, clips: int, tmp: Path, args) -> float:
                 layers)
     task = csv_task(root)
     items = task.read(root).items
-    workers = args.num_workers if args.num_workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
+    workers = args.num_workers if args.num_workers is not None else default_num_workers()
     length = f"{args.min_seconds:g}-{args.seconds:g}" if args.min_seconds is not None else f"{args.seconds:g}"
     print(f"{name}: {clips} clips x {length} s ({args.file_rate} Hz files, written in {t_write.seconds:.1f} s), "
           f"device {device}, {workers} DataLoader worker(s), {torch.get_num_threads()} torch threads; "
