@@ -36,11 +36,11 @@ def load_audio(path: str | Path, sample_rate: int, start: float = 0.0,
             first = max(0, int(round(start * sr)))
             last = f.frames if end is None else min(f.frames, int(round(end * sr)))
             f.seek(first)
+            frames = max(0, last - first)
             if f.subtype == "PCM_16":  # as libsndfile scales it, at twice its speed
-                audio = f.read(max(0, last - first), dtype="int16", always_2d=True).astype(np.float32)
-                audio *= np.float32(1 / 32768)
+                audio = f.read(frames, dtype="int16", always_2d=True).astype(np.float32) * np.float32(1 / 32768)
             else:
-                audio = f.read(max(0, last - first), dtype="float32", always_2d=True)
+                audio = f.read(frames, dtype="float32", always_2d=True)
     except Exception as err:
         raise AudioReadError(f"cannot read {path}: {err}") from err
     audio = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
