@@ -1,0 +1,58 @@
+"""The contract every separator meets.
+
+A separator takes one mono mixture at its own `sample_rate` (float32 numpy,
+[T]) and a `Query` saying what to extract, and returns a `Separated`: the
+estimate of the queried source (`target`, same length as the mixture), any
+other sources it produced (`sources`, e.g. AST-guided passes, NMF's other
+classes, the residual) and a JSON-able `info` of what was done. Resampling to
+and from the file's rate, folders of mixtures, scoring and result files are
+done once, in the separation pipeline, not by each method.
+
+Oracle methods (`needs_references = True`, e.g. the ideal ratio mask) are
+given the true sources of a benchmark mixture; they are upper bounds, never
+usable on a real file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+
+@dataclass
+class Query:
+    """What to separate. Methods use what they understand and say clearly
+    when they get nothing they can use."""
+    text: str | None = None                 # e.g. "dog barking" (ESC-50 protocol: the class name)
+    audio: np.ndarray | None = None         # a reference clip of the wanted sound, at the separator's rate
+    embedding: np.ndarray | None = None     # a precomputed query embedding (e.g. CLAP, 512-d)
+    classes: list[str] | None = None        # classes known (or predicted) to be in the mixture, target first
+
+
+@dataclass
+class Separated:
+    target: np.ndarray                                          # [T], the queried source
+    sources: dict[str, np.ndarray] = field(default_factory=dict)  # other named outputs, each [T]
+    info: dict = field(default_factory=dict)                    # JSON-able record of what was done
+
+
+class Separator:
+    #: the rate `separate` works at; the pipeline resamples to and from it
+    sample_rate: ClassVar[int]
+    #: True for oracle baselines that need the true sources of the mixture
+    needs_references: ClassVar[bool] = False
+
+    @classmethod
+    def from_options(cls, pretrained_dir: Path, **options) -> "Separator":
+        return cls(**options)
+
+    def separate(self, mixture: np.ndarray, query: Query,
+                 references: dict[str, np.ndarray] | None = None) -> Separated:
+        """`references` (oracle methods only): {"target": [T], "interference": [T]}."""
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        """JSON-serialisable settings that determine the output (checkpoint, options)."""
+        return {}
