@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from .base import Query, Separated, Separator  # noqa: F401
+from .base import MethodOption, Query, Separated, Separator  # noqa: F401
 
 SEPARATORS: dict[str, str] = {
     "mixture": "common.separation.baselines:MixtureBaseline",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -38,11 +38,24 @@ class Separated:
     info: dict = field(default_factory=dict)                    # JSON-able record of what was done
 
 
+@dataclass(frozen=True)
+class MethodOption:
+    """A method's own named option: `separate.py` / `evaluate.py` offer it as
+    `--<name with dashes>` when that method is chosen, with this default and
+    help; the value reaches `from_options` as `name=value`."""
+    name: str
+    type: Callable[[str], Any]
+    default: Any
+    help: str
+
+
 class Separator:
     #: the rate `separate` works at; the pipeline resamples to and from it
     sample_rate: ClassVar[int]
     #: True for oracle baselines that need the true sources of the mixture
     needs_references: ClassVar[bool] = False
+    #: the method's own command-line options
+    method_options: ClassVar[tuple[MethodOption, ...]] = ()
 
     @classmethod
     def from_options(cls, pretrained_dir: Path, **options) -> "Separator":
@@ -56,3 +69,11 @@ class Separator:
     def config(self) -> dict:
         """JSON-serialisable settings that determine the output (checkpoint, options)."""
         return {}
+
+    def write_extras(self, out_dir: Path, separated: Separated, input_rate: int) -> list[Path]:
+        """Called by the pipeline after it has written the separated WAVs
+        (`target` and each of `sources` as `<name>.wav` at the input's rate) and
+        its JSON record: method-specific files (event lists, debug figures) and
+        side effects that must never lose or delay those outputs. Returns the
+        files written."""
+        return []
