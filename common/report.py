@@ -417,6 +417,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> Leaderboard:
     args = parser().parse_args(argv)
     board = build_leaderboard(args.work_dir, None if args.no_published else Path(args.reference), args.all_layers)
+    from .separation.report import write_separation_section
+    separation = write_separation_section(args.work_dir, Path(args.out), with_published=not args.no_published)
+    if not board.measured and separation:
+        print(separation)
+        return board
     if not board.measured:
         where = ", ".join(map(str, args.work_dir)) if args.work_dir else "the task folders and demo_runs/"
         sys.exit(f"error: no results.csv with results found under {where}: run train.py or "
@@ -426,6 +431,9 @@ def main(argv: list[str] | None = None) -> Leaderboard:
     print()
     for note in board.notes():
         print(note)
+    if separation:
+        print()
+        print(separation)
     print()
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return board

@@ -191,8 +191,11 @@ def evaluate_parser(task, method: str | None = None) -> argparse.ArgumentParser:
 
 def evaluate_main(task, argv: list[str] | None = None):
     import os
+    import warnings
+    from ..cli import show_warnings
     method = _method(argv if argv is not None else sys.argv[1:])
     args = evaluate_parser(task, method).parse_args(argv)
+    warnings.showwarning = show_warnings
     from .pipeline import evaluate
     from .report import markdown_rows
     try:
@@ -244,7 +247,10 @@ def train_parser(task) -> argparse.ArgumentParser:
 
 def train_main(task, argv: list[str] | None = None) -> Path:
     import os
+    import warnings
+    from ..cli import show_warnings
     args = train_parser(task).parse_args(argv)
+    warnings.showwarning = show_warnings
     from .nmf import train_bases
     try:
         env = "ESC50_ROOT" if args.dataset == "esc50" else "NSYNTH_ROOT"

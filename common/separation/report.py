@@ -88,3 +88,12 @@ def separation_section(work_dirs=None, with_published: bool = True) -> str | Non
             notes.append(f"Published: {citation} (from common/published_numbers.csv, not re-measured).")
     return "## Source separation\n\n" + markdown_rows(rows, published) + "\n\n" + \
         "\n".join(f"- {n}" for n in notes) + "\n\nSources: " + ", ".join(map(str, files)) + "\n"
+
+
+def write_separation_section(work_dirs, out: Path, with_published: bool = True) -> str | None:
+    """The section, also written to <out>/separation.md (None without separation results)."""
+    section = separation_section(work_dirs, with_published)
+    if section:
+        from .atomic import atomic_write_text
+        atomic_write_text(Path(out) / "separation.md", "# Source separation\n\n" + section.split("\n", 2)[2])
+    return section
