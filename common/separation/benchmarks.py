@@ -118,6 +118,7 @@ class Benchmark:
     title: str
     sample_rate: int
     bss_eval: bool = False        # also score BSS-eval SDR
+    dataset: str = ""             # the dataset its clips come from (NMF bases are learned per dataset)
     data_env: str = ""
     download: str = ""
 
@@ -252,10 +253,10 @@ class NSynthDuets(Benchmark):
 
 
 BENCHMARKS: dict[str, Benchmark] = {
-    "esc50": ESC50Mixtures("esc50", "ESC-50 (AudioSep protocol)", sample_rate=32000, data_env="ESC50_ROOT",
-                           download=ESC50_DOWNLOAD),
+    "esc50": ESC50Mixtures("esc50", "ESC-50 (AudioSep protocol)", sample_rate=32000, dataset="esc50",
+                           data_env="ESC50_ROOT", download=ESC50_DOWNLOAD),
     "nsynth_duets": NSynthDuets("nsynth_duets", "NSynth duets (seed 002)", sample_rate=16000, bss_eval=True,
-                                data_env="NSYNTH_ROOT", download=NSYNTH_DOWNLOAD),
+                                dataset="nsynth", data_env="NSYNTH_ROOT", download=NSYNTH_DOWNLOAD),
 }
 
 

@@ -202,7 +202,7 @@ def evaluate_main(task, argv: list[str] | None = None):
         bench = benchmark(args.benchmark)
         work_dir = Path(args.work_dir or task.folder)
         data_root = args.data_root or os.environ.get(bench.data_env) or None
-        separator = _build(args, work_dir, dataset=bench.name)
+        separator = _build(args, work_dir, dataset=bench.dataset)
         run = evaluate(separator, args.method, bench, data_root, work_dir, mixture_list=args.mixture_list,
                        mixture_dir=args.mixture_dir, limit=args.limit, overwrite=args.overwrite,
                        save_audio=args.save_audio)

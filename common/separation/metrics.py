@@ -49,12 +49,15 @@ def bss_sdr(reference: np.ndarray, estimate: np.ndarray, filter_length: int = 51
     rest of the estimate (this depends on the own reference only, so no other
     source or permutation is needed). NaN when the reference is silent."""
     import fast_bss_eval
+    from threadpoolctl import threadpool_limits
     reference = np.asarray(reference, dtype=np.float64)[None]
     estimate = np.asarray(estimate, dtype=np.float64)[None]
     if float(np.sum(reference ** 2)) <= SDR_EPS:
         return math.nan
-    # one reference and one estimate: sdr()'s permutation search has nothing to permute
-    return float(fast_bss_eval.sdr(reference, estimate, filter_length=filter_length)[0])
+    # one reference and one estimate: sdr()'s permutation search has nothing to permute; one BLAS
+    # thread, since at this size extra threads only spin against each other (100x slower on busy cores)
+    with threadpool_limits(1):
+        return float(fast_bss_eval.sdr(reference, estimate, filter_length=filter_length)[0])
 
 
 def score(reference: np.ndarray, estimate: np.ndarray, mixture: np.ndarray, bss_eval: bool = False) -> dict:
