@@ -150,7 +150,9 @@ class ESC50Mixtures(Benchmark):
         return find_root(given, "meta/esc50.csv", ("ESC-50-master", "ESC-50"), "ESC-50", self.download,
                          self.data_env)
 
-    def row_ids(self, root, mixture_list=None, **kwargs) -> list[str]:
+    def row_ids(self, root, mixture_list=None, mixture_dir=None, **kwargs) -> list[str]:
+        if mixture_dir is None:
+            self.root(root)   # a wrong --data-root is reported before any work
         return [f"{self.name}-{int(i):04d}" for i in read_mixture_list(mixture_list or self.mixture_list)["idx"]]
 
     def mixtures(self, root, skip=frozenset(), mixture_list=None, mixture_dir=None, exclude_clips=frozenset()

@@ -9,6 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..audio import AudioReadError
+from ..datasets import DatasetError
 from ..errors import UserError
 from . import SEPARATORS, build_separator, separator_class
 from .benchmarks import BENCHMARKS, benchmark
@@ -21,7 +23,7 @@ def _fail(err: Exception) -> None:
     sys.exit(f"error: {' '.join(str(message).split())}")
 
 
-USER_ERRORS = (UserError, KeyError, ValueError, OSError)
+USER_ERRORS = (UserError, DatasetError, AudioReadError, KeyError, ValueError, OSError)
 
 
 def _method(argv: list[str] | None) -> str | None:
