@@ -194,8 +194,8 @@ def fetch_file(remote: RemoteFile, folder: Path, by_hand: str | None = None, ver
         if "hash" not in str(err).lower():
             raise
         raise ChecksumError(f"{remote.filename} from {mirrored(remote.url)} does not match its recorded checksum "
-                            f"{remote.checksum} (corrupted or changed upstream); it was deleted, run again to "
-                            "download it afresh") from err
+                            f"{remote.checksum} (corrupted in transit, or changed upstream); it was deleted: run "
+                            f"again to download it afresh, or download it by hand and put it in {where}") from err
     except (requests.RequestException, OSError) as err:
         kept = downloader.partial
         resume = f" ({_size(kept.stat().st_size)} kept in {kept}, resumed next time)" if kept.exists() else ""
@@ -292,7 +292,8 @@ def fetch_dataset(download: DatasetDownload, data_root: str | Path,
     data_root = Path(data_root).expanduser().resolve()
     root = data_root / download.root
     work = data_root / WORK_DIR
-    pending = [f for f in download.files if not _stamp(work, f).exists()]
+    # done: unpacked before (stamped) and still there
+    pending = [f for f in download.files if not (_stamp(work, f).exists() and (data_root / f.provides).exists())]
     if not pending:
         print(f"{download.name}: already downloaded into {root}")
         return root
@@ -310,7 +311,8 @@ def fetch_dataset(download: DatasetDownload, data_root: str | Path,
     print(f"{download.name}: fetching {len(pending)} file(s), {_size(sum(f.size or 0 for f in pending) or None)}, "
           f"into {data_root}")
     for remote in pending:
-        path = fetch_file(remote, work, verified_only=False)
+        unpacked = f"{data_root / (remote.unpack_to or '')} (unpacked)"
+        path = fetch_file(remote, work, by_hand=unpacked, verified_only=False)
         if remote.unpack_to is None:
             _write_atomically(data_root / remote.filename, lambda tmp: shutil.copyfile(path, tmp))
         else:
