@@ -384,3 +384,31 @@ def test_hub_encoders_fetch_the_pinned_revision_once(tmp_path, monkeypatch):
     message = str(err.value)
     assert "\n" not in message and "microsoft/wavlm-base-plus" in message
     assert str(empty / "wavlm-base-plus") in message and "downloads are off" in message
+
+
+def test_the_one_command_fetches_extracts_and_probes(demo_roots, server, tmp_path, monkeypatch):
+    from common import benchmark
+    from common.datasets import librispeech
+    served = serve_dataset(server, librispeech.DOWNLOADS, demo_data_root(demo_roots))
+    monkeypatch.setattr(librispeech, "DOWNLOADS", served)  # what speaker_recognition/task.py declares
+    rows = benchmark.main(["--download", "--data-root", str(tmp_path / "audio-data"), "--encoder", "mfcc",
+                           "--tasks", "speaker_recognition", "--work-dir", str(tmp_path / "runs"), "--epochs", "2",
+                           "--num-workers", "0"])
+    assert (tmp_path / "audio-data" / "LibriSpeech" / "train-clean-100").is_dir()
+    assert {row["task"] for row in rows} == {"speaker_id"} and len(rows) == 2  # both probes
+
+
+def test_offline_option_of_extract_fetches_nothing(server, tmp_path, monkeypatch, capsys):
+    from common.cli import extract_main
+    server.put(WEIGHTS["efficientat_mn04"].url, b"never asked for")
+    monkeypatch.setenv("AUDIO_PROBES_CACHE", str(tmp_path / "cache"))  # restored after the test
+    task = make_toy_task(tmp_path / "toy", per_class=1, classes=2)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit) as exited:
+        extract_main(task, ["--encoder", "efficientat_mn04", "--offline", "--data-root", str(tmp_path / "toy"),
+                            "--pretrained-dir", str(tmp_path / "empty"), "--cache-dir", str(tmp_path / "cache"),
+                            "--work-dir", str(tmp_path / "work")])
+    message = str(exited.value.code)
+    assert message.startswith("error: ") and "\n" not in message
+    assert WEIGHTS["efficientat_mn04"].url in message and str(tmp_path / "empty" / "efficientat_mn04") in message
+    assert server.requests == []
