@@ -298,11 +298,12 @@ def fetch_dataset(download: DatasetDownload, data_root: str | Path,
         print(f"{download.name}: already downloaded into {root}")
         return root
     if is_complete is not None and all((data_root / f.provides).exists() for f in download.files):
+        from .datasets import DatasetError  # here: the readers' modules import this one
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the reader's partial-download warning is our answer here
             try:
                 complete = is_complete(root)
-            except UserError:
+            except (UserError, DatasetError, OSError):  # unreadable as it is: fetch it
                 complete = False
         if complete:
             print(f"{download.name}: complete in {root}, nothing to fetch")
