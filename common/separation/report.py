@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..encoders import PROJECT_ROOT
 from .pipeline import RESULTS_CSV, read_results
 
 TASK_FOLDER = "source_separation"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]   # not common.encoders's: that imports torch and the models
 PUBLISHED = Path(__file__).resolve().parent.parent / "published_numbers.csv"
 
 
