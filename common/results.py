@@ -12,11 +12,13 @@ import pandas as pd
 SCALARS = ("accuracy", "macro_f1", "sensitivity", "specificity", "icbhi_score")
 
 
-def summarize(runs: list[dict]) -> dict:
-    """mean and std (population, over all fold x seed runs) of every scalar metric."""
+def summarize(runs: list[dict], part: str = "metrics") -> dict:
+    """mean and std (population, over all fold x seed runs) of every scalar
+    metric of one part of the runs: "metrics" (test) or "valid_metrics"
+    (validation; runs without a validation part are left out)."""
     out = {}
     for name in SCALARS:
-        values = [r["metrics"][name] for r in runs if name in r["metrics"]]
+        values = [r[part][name] for r in runs if r.get(part) and name in r[part]]
         if values:
             out[name] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
     return out
@@ -32,7 +34,9 @@ def csv_row(result: dict) -> dict:
     summary, metric = result["summary"], result["primary_metric"]
     row = {k: result[k] for k in ("task", "variant", "encoder", "store", "layer", "pooling", "head", "protocol",
                                   "split", "subset", "recipe_name")}
+    valid = result.get("valid_summary", {}).get(metric, {})
     row.update({"metric": metric, "mean": summary[metric]["mean"], "std": summary[metric]["std"],
+                "valid_mean": valid.get("mean", ""), "valid_std": valid.get("std", ""),
                 "runs": summary[metric]["n"], "seeds": " ".join(map(str, result["seeds"])),
                 "macro_f1": summary["macro_f1"]["mean"], "dataset_complete": result["dataset_complete"],
                 "created": result["created"], "result_file": result["result_file"]})
