@@ -52,14 +52,16 @@ def append_csv(row: dict, path: Path) -> None:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """Encoders x (task, protocol, head) as a Markdown table, primary metric in %."""
-    lines = ["| task | protocol | encoder | layer | head | metric | mean ± std (%) | macro-F1 (%) | runs |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    """Encoders x (task, protocol, head) as a Markdown table, primary metric in %
+    (test mean ± std, and the validation mean that the leaderboard chooses heads by)."""
+    lines = ["| task | protocol | encoder | layer | head | metric | mean ± std (%) | validation (%) | macro-F1 (%) "
+             "| runs |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         protocol = r["protocol"] + (f" ({r['subset']})" if r.get("subset") else "") + \
             (" [random split]" if r["split"] == "random" else "")
+        valid = f"{100 * float(r['valid_mean']):.1f}" if str(r.get("valid_mean", "")) != "" else "–"
         lines.append(f"| {r['task']} | {protocol} | {r['encoder']} | {r['layer']} | {r['head']} | {r['metric']} | "
-                     f"{100 * float(r['mean']):.1f} ± {100 * float(r['std']):.1f} | "
+                     f"{100 * float(r['mean']):.1f} ± {100 * float(r['std']):.1f} | {valid} | "
                      f"{100 * float(r['macro_f1']):.1f} | {r['runs']} |")
     return "\n".join(lines)
 
