@@ -276,6 +276,8 @@ def extract_embeddings(task: Task, encoder_name: str, data_root: str | Path | No
         "window_seconds": encoder.window_seconds, "task": task.name, "variant": listing.variant,
         "dataset_root": str(listing.root), "items_sha1": items_digest(items), "shard_size": shard_size,
     }
+    if encoder.window_seconds:  # earlier versions counted every window alike: their stores are not reused
+        settings["window_weights"] = "real samples"
     work_dir = Path(work_dir or task.folder)
     path = work_dir / "features" / listing.variant / (store_name or store_name_for(encoder_name, layer, pooling))
     if rank == 0:

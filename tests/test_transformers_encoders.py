@@ -325,3 +325,4 @@ def test_ast_masks_the_patch_tokens_that_cover_only_padding(tmp_path):
         same_as_padding = torch.isclose(tokens[row], padding_tokens, atol=1e-5).all(dim=1)
         assert torch.equal(same_as_padding, ~expected), f"{n} samples: mask != tokens seen by the model"
     assert mask[-1].all() and mask[0].sum() == grid[0]  # the full input: every token; the shortest: one column
+    assert "token_mask" in encoder.config()  # stores of the unmasked token layers are not reused

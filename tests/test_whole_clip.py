@@ -3,6 +3,7 @@ whole, as EVAR and HEAR feed them, up to a memory cap recorded in their
 config; stores made with another window are refused, never mixed."""
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -72,4 +73,19 @@ def test_a_store_made_with_other_windows_is_refused(tmp_path, monkeypatch):
     assert ex.extract_embeddings(task, "efficientat_mn04", tmp_path / "data", **kw).meta()["complete"]
     monkeypatch.setattr(ex, "build_encoder", lambda *a, **k: EfficientATEncoder().eval())
     with pytest.raises(StoreMismatchError, match="window_seconds"):
+        ex.extract_embeddings(task, "efficientat_mn04", tmp_path / "data", **kw)
+
+
+def test_a_store_pooled_with_windows_counted_alike_is_refused(tmp_path, monkeypatch):
+    task = make_toy_task(tmp_path / "data", per_class=2, classes=2)
+    torch.manual_seed(0)
+    encoder = EfficientATEncoder(window_seconds=0.6).eval()  # the toy's 0.75 and 1 s clips have tail windows
+    monkeypatch.setattr(ex, "build_encoder", lambda *a, **k: encoder)
+    kw = dict(work_dir=tmp_path / "work", num_workers=0, progress=False)
+    store = ex.extract_embeddings(task, "efficientat_mn04", tmp_path / "data", **kw)
+    meta = store.meta()
+    assert meta["settings"]["window_weights"] == "real samples"
+    del meta["settings"]["window_weights"]  # what earlier versions wrote
+    (store.path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(StoreMismatchError, match="window_weights"):
         ex.extract_embeddings(task, "efficientat_mn04", tmp_path / "data", **kw)

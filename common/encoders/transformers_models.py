@@ -413,7 +413,8 @@ class ASTEncoder(TransformersEncoder):
         self.layers = self._hidden_layers(config.num_hidden_layers, config.hidden_size)
         self.layers += [Layer("token_mean", config.hidden_size), Layer("pooled", config.hidden_size)]
         self.default_layer = "pooled"
-        self.settings = {"preprocessor_config": self.has_preprocessor}
+        # token layers of earlier versions averaged padding tokens too: a new config, new stores
+        self.settings = {"preprocessor_config": self.has_preprocessor, "token_mask": "padding-only patches excluded"}
 
     def token_mask(self, lengths: torch.Tensor) -> torch.Tensor:
         """[B, f * t] True for the patch tokens whose time patch starts on an
