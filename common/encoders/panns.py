@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import WHOLE_CLIP_SECONDS, Encoder, Layer, seconds_option
-from .checkpoints import load_strict, read_state_dict, require_file
+from .checkpoints import load_strict, local_or_fetched, read_state_dict, require_file
 
 CHECKPOINT_NAME = "Cnn14_mAP=0.431.pth"
 CHECKPOINT_SOURCE = "Zenodo record 3987831 of PANNs, https://zenodo.org/record/3987831"
@@ -151,8 +151,10 @@ class Cnn14Encoder(Encoder):
             raise ValueError(f"panns_cnn14 has no options {sorted(options)}; "
                              "it takes checkpoint=PATH and window_seconds=S")
         window = seconds_option(window_seconds, "window_seconds")
-        path = Path(checkpoint) if checkpoint else Path(pretrained_dir) / "panns" / CHECKPOINT_NAME
-        return cls(require_file(path, "PANNs Cnn14 checkpoint", CHECKPOINT_SOURCE), window)
+        if checkpoint:
+            return cls(require_file(Path(checkpoint), "PANNs Cnn14 checkpoint", CHECKPOINT_SOURCE), window)
+        return cls(local_or_fetched(Path(pretrained_dir) / "panns" / CHECKPOINT_NAME, "panns_cnn14",
+                                    "PANNs Cnn14 checkpoint", CHECKPOINT_SOURCE), window)
 
     def config(self) -> dict:
         # the window decides the embeddings of long clips: stores made with
