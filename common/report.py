@@ -61,7 +61,8 @@ OWN_VALIDATION_PART = {"nsynth", "speech_commands"}
 # The test part each protocol scores on (the protocol id decides it; named here for the published table).
 TEST_SETS = {("nsynth", "official"): "nsynth-test", ("speech_commands", "full"): "testing_list",
              ("speech_commands", "superb"): "test_archive", ("speech_commands", "hear"): "test_archive",
-             ("speaker_id", "official"): "per-speaker-20%", ("icbhi", "recording"): "official-test-patients",
+             ("speaker_id", "official"): "per-speaker-20%", ("speaker_id", "chapters"): "per-speaker-chapters-20%",
+             ("icbhi", "recording"): "official-test-patients",
              ("icbhi", "cycle"): "official-test-patients"}
 
 
