@@ -152,6 +152,7 @@ def test_lists12_partial_data_subsets_and_random_splits_are_never_paired(tmp_pat
         {**sc, "store": "lists", "protocol": "lists12"},                  # the renamed testing-list protocol
         {**sc, "store": "demo", "protocol": "full", "dataset_complete": False},
         {"store": "esc10", "subset": "esc10"},
+        {**sc, "store": "other-variant", "protocol": "full", "comparable": False},   # e.g. features of v0.01
         {"store": "random", "split": "random"}])
     board = build_leaderboard([results], published=published)
     assert board.comparisons == []
