@@ -137,10 +137,42 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path):
         LaionClap.from_checkpoint(tmp_path / "other.pt")
 
 
-def test_missing_tokenizer_offline_says_what_to_put_where(tmp_path):
+@pytest.fixture
+def empty_hub_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    return tmp_path / "hub"
+
+
+def test_missing_tokenizer_offline_says_what_to_put_where(tmp_path, empty_hub_cache):
     with pytest.raises(TokenizerNotFound) as err:
         roberta_tokenizer(tmp_path / "roberta-base", offline=True)
     message = str(err.value)
     assert isinstance(err.value, UserError) and "\n" not in message
     assert "vocab.json" in message and "merges.txt" in message and "FacebookAI/roberta-base" in message
     assert str(tmp_path / "roberta-base") in message
+
+
+def test_tokenizer_is_fetched_into_the_hub_cache_once(tmp_path, empty_hub_cache, monkeypatch):
+    """Without local files: the cache is tried first, then the two files are
+    fetched (a stand-in for the hub writes them); afterwards the cache serves."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    snapshot = empty_hub_cache / "models--FacebookAI--roberta-base" / "snapshots" / "main"
+    calls = []
+
+    def snapshot_download(repo_id, allow_patterns=None, local_files_only=False, **kwargs):
+        calls.append({"repo_id": repo_id, "files": sorted(allow_patterns), "local_only": local_files_only})
+        if not snapshot.is_dir():
+            if local_files_only:
+                raise LocalEntryNotFoundError("not cached")
+            seeded.write_tiny_tokenizer(snapshot)
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    tokenizer = roberta_tokenizer(tmp_path / "roberta-base", offline=False)
+    assert tokenizer("dog")["input_ids"] == [0, 7, 18, 10, 2]
+    assert [c["local_only"] for c in calls] == [True, False]
+    assert calls[1] == {"repo_id": "FacebookAI/roberta-base", "files": ["merges.txt", "vocab.json"], "local_only": False}
+    roberta_tokenizer(tmp_path / "roberta-base", offline=True)  # now from the cache, no fetch
+    assert [c["local_only"] for c in calls] == [True, False, True]

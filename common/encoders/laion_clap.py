@@ -144,24 +144,40 @@ def laion_to_transformers(state: Mapping[str, torch.Tensor]) -> tuple[dict, dict
     return text, audio
 
 
+def _offline() -> bool:
+    import os
+    return str(os.environ.get("HF_HUB_OFFLINE", "")).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _hub_tokenizer(by_hand: Path, offline: bool) -> Path:
+    """RoBERTa-base's tokenizer files in the Hugging Face cache, fetched there
+    once (only those two files) unless offline."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    hint = (f"put {' and '.join(TOKENIZER_FILES)} of {TOKENIZER_REPO} (https://huggingface.co/{TOKENIZER_REPO}) "
+            f"into {by_hand}/ or pass --tokenizer DIR")
+    try:
+        return Path(huggingface_hub.snapshot_download(TOKENIZER_REPO, allow_patterns=list(TOKENIZER_FILES),
+                                                      local_files_only=True))
+    except LocalEntryNotFoundError:
+        if offline:
+            raise TokenizerNotFound(f"the RoBERTa tokenizer files are missing and downloads are off "
+                                    f"(HF_HUB_OFFLINE=1): {hint}") from None
+    try:
+        return Path(huggingface_hub.snapshot_download(TOKENIZER_REPO, allow_patterns=list(TOKENIZER_FILES)))
+    except Exception as err:  # connection, DNS, proxy or hub errors: all mean "not downloadable here"
+        raise TokenizerNotFound(f"the RoBERTa tokenizer files are missing and cannot be fetched "
+                                f"({type(err).__name__}): {hint}") from err
+
+
 def roberta_tokenizer(folder: Path, offline: bool | None = None):
-    """RoBERTa-base's tokenizer from `folder`; when its files are not there,
-    downloaded into it from the Hugging Face hub (unless offline)."""
+    """RoBERTa-base's tokenizer from `folder` if it holds vocab.json and
+    merges.txt, else from the Hugging Face cache, fetched there once unless
+    `offline` (default: HF_HUB_OFFLINE)."""
     from transformers import RobertaTokenizer
     folder = Path(folder)
-    missing = [name for name in TOKENIZER_FILES if not (folder / name).is_file()]
-    if missing:
-        from huggingface_hub import constants, hf_hub_download
-        hint = (f"put {' and '.join(TOKENIZER_FILES)} of {TOKENIZER_REPO} "
-                f"(https://huggingface.co/{TOKENIZER_REPO}) into {folder}/ or pass --tokenizer DIR")
-        if constants.HF_HUB_OFFLINE if offline is None else offline:
-            raise TokenizerNotFound(f"RoBERTa tokenizer files missing ({', '.join(missing)}) and offline: {hint}")
-        try:
-            for name in missing:
-                hf_hub_download(TOKENIZER_REPO, name, local_dir=folder)
-        except Exception as err:  # connection, DNS, proxy or hub errors: all mean "not downloadable here"
-            raise TokenizerNotFound(f"RoBERTa tokenizer files missing and the download failed "
-                                    f"({type(err).__name__}): {hint}") from err
+    if not all((folder / name).is_file() for name in TOKENIZER_FILES):
+        folder = _hub_tokenizer(folder, _offline() if offline is None else offline)
     return RobertaTokenizer.from_pretrained(str(folder))
 
 

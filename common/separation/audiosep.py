@@ -18,7 +18,7 @@ Files, in `pretrained_models/AudioSep/` unless given: `audiosep_base_4M_steps.ck
 (or the HF `pytorch_model.bin`) and `music_speech_audioset_epoch_15_esc_89.98.pt`,
 both from https://huggingface.co/spaces/Audio-AGI/AudioSep/tree/main/checkpoint;
 the RoBERTa tokenizer (`vocab.json`, `merges.txt`) in `pretrained_models/roberta-base/`,
-downloaded there on first text query when online. Upstream loads the 4M-step
+else in the Hugging Face cache, fetched there on the first text query when online. Upstream loads the 4M-step
 checkpoint over the CLAP file with `strict=False`, so the `query_encoder.model.*`
 copies stored in the AudioSep checkpoint replace the CLAP file's tensors here too.
 """
@@ -57,20 +57,20 @@ class AudioSepSeparator(Separator):
         MethodOption("clap_checkpoint", _path, None, "LAION-CLAP checkpoint of the query encoder (default: "
                      f"pretrained_models/AudioSep/{CLAP_CHECKPOINT_NAME})"),
         MethodOption("tokenizer", _path, None, "folder with RoBERTa-base's vocab.json and merges.txt for text "
-                     f"queries (default: pretrained_models/{TOKENIZER_DIR}/, downloaded there when online)"),
-        MethodOption("device", str, "cpu", "torch device to separate on: cpu, cuda, cuda:1, ..."),
+                     f"queries (default: pretrained_models/{TOKENIZER_DIR}/, else fetched into the Hugging Face cache)"),
     )
 
     def __init__(self, network: AudioSepEncoder, query_encoder: LaionClap, checkpoint: Path,
-                 clap_checkpoint: Path, tokenizer_dir: Path, device: str = "cpu"):
-        self.device = torch.device(device)
+                 clap_checkpoint: Path, tokenizer_dir: Path, device: str = "auto"):
+        from ..extract import resolve_device
+        self.device = resolve_device(device)  # the first GPU if there is one
         self.network = network.eval().to(self.device)
         self.query_encoder = query_encoder.eval().to(self.device)
         self.checkpoint, self.clap_checkpoint, self.tokenizer_dir = checkpoint, clap_checkpoint, tokenizer_dir
 
     @classmethod
     def from_options(cls, pretrained_dir: Path, checkpoint: Path | None = None, clap_checkpoint: Path | None = None,
-                     tokenizer: Path | None = None, device: str = "cpu") -> "AudioSepSeparator":
+                     tokenizer: Path | None = None, device: str = "auto") -> "AudioSepSeparator":
         path = AudioSepEncoder.locate_checkpoint(pretrained_dir, checkpoint)
         folder = Path(pretrained_dir) / CHECKPOINT_DIR
         clap_path = require_file(Path(clap_checkpoint) if clap_checkpoint else folder / CLAP_CHECKPOINT_NAME,
