@@ -97,12 +97,12 @@ def test_a_clip_longer_than_10_s_is_embedded_by_its_first_10_s(clap):
 def test_a_misplaced_tensor_changes_the_embedding(seeded_state, tokenizer, reference, tmp_path):
     """Swapping two same-shaped tensors (as a wrong key mapping would) is caught
     by the parity comparison."""
-    _, ref = reference
+    texts, ref = reference
     state = dict(seeded_state)
-    a, b = "text_branch.encoder.layer.0.attention.self.query.weight", "text_branch.encoder.layer.0.attention.self.key.weight"
-    state[a], state[b] = state[b], state[a]
+    query, key = (f"text_branch.encoder.layer.0.attention.self.{name}.weight" for name in ("query", "key"))
+    state[query], state[key] = state[key], state[query]
     clap = LaionClap.from_checkpoint(official_clap_checkpoint(tmp_path / "clap.pt", state), tokenizer=tokenizer)
-    assert relative_error(clap.text_embedding(["dog barking", "a cat meows in the rain"]), ref["text_embeds"]) > TOLERANCE
+    assert relative_error(clap.text_embedding(texts), ref["text_embeds"]) > TOLERANCE
 
 
 def test_overrides_replace_checkpoint_tensors(seeded_state, tokenizer, reference, tmp_path):
@@ -173,6 +173,7 @@ def test_tokenizer_is_fetched_into_the_hub_cache_once(tmp_path, empty_hub_cache,
     tokenizer = roberta_tokenizer(tmp_path / "roberta-base", offline=False)
     assert tokenizer("dog")["input_ids"] == [0, 7, 18, 10, 2]
     assert [c["local_only"] for c in calls] == [True, False]
-    assert calls[1] == {"repo_id": "FacebookAI/roberta-base", "files": ["merges.txt", "vocab.json"], "local_only": False}
+    assert calls[1] == {"repo_id": "FacebookAI/roberta-base", "files": ["merges.txt", "vocab.json"],
+                        "local_only": False}
     roberta_tokenizer(tmp_path / "roberta-base", offline=True)  # now from the cache, no fetch
     assert [c["local_only"] for c in calls] == [True, False, True]

@@ -57,8 +57,8 @@ MAX_TOKENS = 512
 UNUSED = re.compile(r"(^audio_branch\.(spectrogram_extractor|logmel_extractor|tscam_conv|head)\.)"
                     r"|(\.relative_position_index$)|(\.attn_mask$)|(^text_branch\.embeddings\.position_ids$)"
                     r"|(^(audio|text)_transform\.)|(^logit_scale_[at]$)")
-# transformers' buffers that are computed, not loaded
-COMPUTED_BUFFERS = ("relative_position_index", "position_ids", "token_type_ids")
+# transformers' buffers that are computed, or (the BatchNorm counter) unused in eval mode
+COMPUTED_BUFFERS = ("relative_position_index", "position_ids", "token_type_ids", "num_batches_tracked")
 # HTS-AT block names (LAION, Swin v1) -> transformers' ClapAudio names
 SWIN_NAMES = [(".norm1.", ".layernorm_before."), (".norm2.", ".layernorm_after."),
               (".attn.proj.", ".attention.output.dense."),

@@ -52,12 +52,13 @@ def _path(value: str | None) -> Path | None:
 class AudioSepSeparator(Separator):
     sample_rate = SAMPLE_RATE
     method_options = (
-        MethodOption("checkpoint", _path, None, "AudioSep checkpoint (default: pretrained_models/AudioSep/"
-                     "audiosep_base_4M_steps.ckpt, or pytorch_model.bin there)"),
-        MethodOption("clap_checkpoint", _path, None, "LAION-CLAP checkpoint of the query encoder (default: "
-                     f"pretrained_models/AudioSep/{CLAP_CHECKPOINT_NAME})"),
+        MethodOption("checkpoint", _path, None, "AudioSep checkpoint file; none: pretrained_models/AudioSep/"
+                     "audiosep_base_4M_steps.ckpt, or pytorch_model.bin there"),
+        MethodOption("clap_checkpoint", _path, None, "LAION-CLAP checkpoint of the query encoder; none: "
+                     f"pretrained_models/AudioSep/{CLAP_CHECKPOINT_NAME}"),
         MethodOption("tokenizer", _path, None, "folder with RoBERTa-base's vocab.json and merges.txt for text "
-                     f"queries (default: pretrained_models/{TOKENIZER_DIR}/, else fetched into the Hugging Face cache)"),
+                     f"queries; none: pretrained_models/{TOKENIZER_DIR}/, else the Hugging Face cache "
+                     "(fetched there once when online)"),
     )
 
     def __init__(self, network: AudioSepEncoder, query_encoder: LaionClap, checkpoint: Path,
@@ -78,7 +79,8 @@ class AudioSepSeparator(Separator):
         state = read_state_dict(path)  # read once: the network's tensors and the query encoder's copies
         network = AudioSepEncoder()
         network.load_checkpoint(path, state)
-        copies = {k.removeprefix(QUERY_ENCODER_PREFIX): v for k, v in state.items() if k.startswith(QUERY_ENCODER_PREFIX)}
+        copies = {k.removeprefix(QUERY_ENCODER_PREFIX): v for k, v in state.items()
+                  if k.startswith(QUERY_ENCODER_PREFIX)}
         del state
         query_encoder = LaionClap.from_checkpoint(clap_path, overrides=copies)
         return cls(network, query_encoder, path, clap_path,
