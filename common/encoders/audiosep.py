@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Encoder, Layer
-from .checkpoints import CheckpointError, load_strict, read_state_dict, require_file
+from .checkpoints import CheckpointError, load_strict, local_or_fetched, read_state_dict, require_file
 
 SAMPLE_RATE = 32000
 N_FFT = 2048
@@ -305,15 +305,17 @@ class AudioSepEncoder(Encoder):
     @staticmethod
     def locate_checkpoint(pretrained_dir: Path, checkpoint: str | Path | None = None) -> Path:
         """`checkpoint` if given, else the official or HF file in
-        `pretrained_dir/AudioSep/`; CheckpointError naming it when missing."""
+        `pretrained_dir/AudioSep/` (or its fetched copy, see `local_or_fetched`);
+        CheckpointError naming it when missing."""
         if checkpoint:
             return require_file(Path(checkpoint), "AudioSep checkpoint", CHECKPOINT_SOURCE)
         folder = Path(pretrained_dir) / CHECKPOINT_DIR
         path = folder / CHECKPOINT_NAME
         if not path.exists() and (folder / HF_CHECKPOINT_NAME).exists():
             path = folder / HF_CHECKPOINT_NAME
-        return require_file(path, f"AudioSep checkpoint ({CHECKPOINT_NAME} or {HF_CHECKPOINT_NAME} in {folder})",
-                            CHECKPOINT_SOURCE)
+        return local_or_fetched(path, "audiosep",
+                                f"AudioSep checkpoint ({CHECKPOINT_NAME} or {HF_CHECKPOINT_NAME} in {folder})",
+                                CHECKPOINT_SOURCE)
 
     def config(self) -> dict:
         ckpt = self.checkpoint

@@ -144,11 +144,6 @@ def laion_to_transformers(state: Mapping[str, torch.Tensor]) -> tuple[dict, dict
     return text, audio
 
 
-def _offline() -> bool:
-    import os
-    return str(os.environ.get("HF_HUB_OFFLINE", "")).strip().lower() in ("1", "true", "yes", "on")
-
-
 def _hub_tokenizer(by_hand: Path, offline: bool) -> Path:
     """RoBERTa-base's tokenizer files in the Hugging Face cache, fetched there
     once (only those two files) unless offline."""
@@ -162,7 +157,7 @@ def _hub_tokenizer(by_hand: Path, offline: bool) -> Path:
     except LocalEntryNotFoundError:
         if offline:
             raise TokenizerNotFound(f"the RoBERTa tokenizer files are missing and downloads are off "
-                                    f"(HF_HUB_OFFLINE=1): {hint}") from None
+                                    f"(--offline or HF_HUB_OFFLINE=1): {hint}") from None
     try:
         return Path(huggingface_hub.snapshot_download(TOKENIZER_REPO, allow_patterns=list(TOKENIZER_FILES)))
     except Exception as err:  # connection, DNS, proxy or hub errors: all mean "not downloadable here"
@@ -173,11 +168,13 @@ def _hub_tokenizer(by_hand: Path, offline: bool) -> Path:
 def roberta_tokenizer(folder: Path, offline: bool | None = None):
     """RoBERTa-base's tokenizer from `folder` if it holds vocab.json and
     merges.txt, else from the Hugging Face cache, fetched there once unless
-    `offline` (default: HF_HUB_OFFLINE)."""
+    `offline` (default: --offline / HF_HUB_OFFLINE, as every download)."""
     from transformers import RobertaTokenizer
+
+    from ..fetch import offline as downloads_off
     folder = Path(folder)
     if not all((folder / name).is_file() for name in TOKENIZER_FILES):
-        folder = _hub_tokenizer(folder, _offline() if offline is None else offline)
+        folder = _hub_tokenizer(folder, downloads_off() if offline is None else offline)
     return RobertaTokenizer.from_pretrained(str(folder))
 
 

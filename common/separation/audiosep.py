@@ -32,7 +32,7 @@ import soxr
 import torch
 
 from ..encoders.audiosep import CHECKPOINT_DIR, CONDITION_SIZE, N_FFT, SAMPLE_RATE, AudioSepEncoder
-from ..encoders.checkpoints import read_state_dict, require_file
+from ..encoders.checkpoints import local_or_fetched, read_state_dict, require_file
 from ..encoders.laion_clap import CLAP_CHECKPOINT_NAME, TOKENIZER_DIR, LaionClap, roberta_tokenizer
 from ..errors import UserError
 from .base import MethodOption, Query, Separated, Separator
@@ -74,8 +74,9 @@ class AudioSepSeparator(Separator):
                      tokenizer: Path | None = None, device: str = "auto") -> "AudioSepSeparator":
         path = AudioSepEncoder.locate_checkpoint(pretrained_dir, checkpoint)
         folder = Path(pretrained_dir) / CHECKPOINT_DIR
-        clap_path = require_file(Path(clap_checkpoint) if clap_checkpoint else folder / CLAP_CHECKPOINT_NAME,
-                                 "LAION-CLAP checkpoint of AudioSep's query encoder", CHECKPOINT_URL)
+        what = "LAION-CLAP checkpoint of AudioSep's query encoder"
+        clap_path = require_file(Path(clap_checkpoint), what, CHECKPOINT_URL) if clap_checkpoint else \
+            local_or_fetched(folder / CLAP_CHECKPOINT_NAME, "audiosep_clap", what, CHECKPOINT_URL)
         state = read_state_dict(path)  # read once: the network's tensors and the query encoder's copies
         network = AudioSepEncoder()
         network.load_checkpoint(path, state)
