@@ -28,7 +28,6 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-import soxr
 import torch
 
 from ..encoders.audiosep import CHECKPOINT_DIR, CONDITION_SIZE, N_FFT, SAMPLE_RATE, AudioSepEncoder
@@ -36,6 +35,7 @@ from ..encoders.checkpoints import local_or_fetched, read_state_dict, require_fi
 from ..encoders.laion_clap import CLAP_CHECKPOINT_NAME, TOKENIZER_DIR, LaionClap, roberta_tokenizer
 from ..errors import UserError
 from .base import MethodOption, Query, Separated, Separator
+from .pipeline import resample
 
 CHECKPOINT_URL = "https://huggingface.co/spaces/Audio-AGI/AudioSep/tree/main/checkpoint"
 QUERY_ENCODER_PREFIX = "query_encoder.model."  # AudioSep's CLAP_Encoder keeps LAION's CLAP as `.model`
@@ -106,7 +106,7 @@ class AudioSepSeparator(Separator):
                 raise QueryError(f"audiosep needs a non-empty mono query clip, got shape {clip.shape}")
             seconds = len(clip) / SAMPLE_RATE
             # upstream resamples the 32 kHz query to CLAP's 48 kHz too (with torchaudio's sinc filter)
-            clip = soxr.resample(clip, SAMPLE_RATE, self.query_encoder.sample_rate, quality="HQ")
+            clip = resample(clip, SAMPLE_RATE, self.query_encoder.sample_rate)
             return self.query_encoder.audio_embedding([clip])[0], {"query": "audio", "query_seconds": seconds}
         text = query.text if query.text is not None else (query.classes[0] if query.classes else None)
         if not text or not text.strip():
