@@ -16,13 +16,14 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from .errors import UserError
 from .probes import build_head
 
 FORMAT = "audio-encoder-probe/1"
 SUFFIX = ".probe.json"
 
 
-class ProbeError(ValueError):
+class ProbeError(UserError, ValueError):
     """A saved probe that cannot be found, read or used with this encoder."""
 
 

@@ -24,8 +24,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .errors import UserError
 
-class StoreMismatchError(RuntimeError):
+
+class StoreMismatchError(UserError, RuntimeError):
     """An existing store was made with other settings."""
 
 

@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import UserError
+
 ITEM_COLUMNS = ("id", "path", "clip_start", "clip_end", "label")
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserError, RuntimeError):
     """A dataset root or metadata file that is missing or malformed."""
 
 

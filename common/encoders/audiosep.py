@@ -259,6 +259,7 @@ class AudioSepEncoder(Encoder):
     # values) and 3x3 convolutions, so the last valid frames of an item
     # change with the amount of padding after it.
     padding_invariant = False
+    options = {"checkpoint": str, "query": str}
 
     def __init__(self, checkpoint: Path | None = None, query: Path | None = None):
         super().__init__()
@@ -295,8 +296,6 @@ class AudioSepEncoder(Encoder):
     @classmethod
     def from_options(cls, pretrained_dir: Path, checkpoint: str | None = None, query: str | None = None,
                      **options) -> "AudioSepEncoder":
-        if options:
-            raise ValueError(f"audiosep has no options {sorted(options)}; it takes checkpoint=PATH, query=PATH")
         if checkpoint:
             path = require_file(Path(checkpoint), "AudioSep checkpoint", CHECKPOINT_SOURCE)
         else:

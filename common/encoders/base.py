@@ -15,9 +15,11 @@ padding). Clip-level models (PANNs embedding, AST pooled output) return N=1.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import torch
+
+from ..options import OptionError
 
 Frames = tuple[torch.Tensor, torch.Tensor]  # features [B, N, D], valid mask [B, N]
 
@@ -41,6 +43,11 @@ class Encoder(torch.nn.Module):
     #: model masks padding). False: batches only hold items of equal length.
     padding_invariant: ClassVar[bool] = False
 
+    #: what `--encoder-option KEY=VALUE` accepts: KEY -> parser of VALUE (see
+    #: common.options); `build_encoder` refuses other keys and values the
+    #: parser rejects before `from_options` sees them
+    options: ClassVar[dict[str, Callable[[str], Any]]] = {}
+
     #: layers in depth order; set by each encoder in __init__
     layers: list[Layer]
     default_layer: str
@@ -48,6 +55,23 @@ class Encoder(torch.nn.Module):
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor,
                 layers: Sequence[str]) -> dict[str, Frames]:
         raise NotImplementedError
+
+    @classmethod
+    def parse_options(cls, options: dict) -> dict:
+        """`options` (as typed by the user, or as stored with features) parsed
+        with the declared parsers; one-line OptionError for an unknown key or
+        a value that makes no sense."""
+        accepted = ", ".join(f"{key}=..." for key in cls.options) or "no options"
+        unknown = sorted(set(options) - set(cls.options))
+        if unknown:
+            raise OptionError(f"encoder {cls.__name__} has no option {', '.join(unknown)}; it takes {accepted}")
+        parsed = {}
+        for key, value in options.items():
+            try:
+                parsed[key] = cls.options[key](value) if value is not None else None
+            except OptionError as err:
+                raise OptionError(f"encoder option {key}={value}: {err}") from None
+        return parsed
 
     def config(self) -> dict:
         """JSON-serialisable settings that determine the embeddings (checkpoint

@@ -9,8 +9,10 @@ from typing import Iterable, Mapping
 
 import torch
 
+from ..errors import UserError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that is missing, unreadable or of another architecture."""
 
 

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..options import positive_float
 from .base import Encoder, Layer
 from .checkpoints import CheckpointError, load_strict, read_state_dict
 
@@ -156,6 +157,7 @@ class EfficientATEncoder(Encoder):
     # after pre-emphasis; 0.02 s = 640 samples.
     min_seconds = 0.02
     padding_invariant = False  # the global average pool sees padded frames
+    options = {"checkpoint": str, "fmax": positive_float}
 
     def __init__(self, checkpoint: Path | None = None, labels_file: Path | None = None, fmax: float = FMAX):
         super().__init__()
@@ -175,9 +177,6 @@ class EfficientATEncoder(Encoder):
     @classmethod
     def from_options(cls, pretrained_dir: Path, checkpoint: str | None = None, fmax: str | None = None,
                      **options) -> "EfficientATEncoder":
-        if options:
-            raise ValueError(f"efficientat_mn04 has no options {sorted(options)}; "
-                             "it takes checkpoint=PATH and fmax=HZ")
         path = Path(checkpoint) if checkpoint else Path(pretrained_dir) / "efficientat_mn04" / CHECKPOINT_NAME
         if path.is_dir():
             path = path / CHECKPOINT_NAME

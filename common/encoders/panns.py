@@ -122,6 +122,7 @@ class Cnn14Encoder(Encoder):
     # 0.32 s gives 33.
     min_seconds = 0.32
     padding_invariant = False  # global max/mean pooling over time sees padding
+    options = {"checkpoint": str}
 
     def __init__(self, checkpoint: Path | None = None):
         super().__init__()
@@ -136,8 +137,6 @@ class Cnn14Encoder(Encoder):
 
     @classmethod
     def from_options(cls, pretrained_dir: Path, checkpoint: str | None = None, **options) -> "Cnn14Encoder":
-        if options:
-            raise ValueError(f"panns_cnn14 has no options {sorted(options)}; it takes checkpoint=PATH")
         path = Path(checkpoint) if checkpoint else Path(pretrained_dir) / "panns" / CHECKPOINT_NAME
         return cls(require_file(path, "PANNs Cnn14 checkpoint", CHECKPOINT_SOURCE))
 

@@ -26,6 +26,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 import torch
 
+from ..options import auto_or_boolean
 from .base import Encoder, Frames, Layer
 from .checkpoints import CheckpointError
 
@@ -70,8 +71,7 @@ class TransformersEncoder(Encoder):
     model_types: ClassVar[tuple[str, ...]]
     #: extra files listed in the "download ..." message
     extra_files: ClassVar[tuple[str, ...]] = ()
-    #: options (besides checkpoint) that from_options accepts
-    options: ClassVar[tuple[str, ...]] = ()
+    options = {"checkpoint": str}
 
     def __init__(self, model: torch.nn.Module, directory: Path, weights: Path, **settings):
         super().__init__()
@@ -177,10 +177,6 @@ class TransformersEncoder(Encoder):
 
     @classmethod
     def from_options(cls, pretrained_dir: Path, checkpoint: str | None = None, **options):
-        unknown = sorted(set(options) - set(cls.options))
-        if unknown:
-            raise ValueError(f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; "
-                             f"accepted: checkpoint{''.join(', ' + o for o in cls.options)}")
         directory, weights = cls.locate(pretrained_dir, checkpoint)
         model_type = cls.read_config(directory)["model_type"]
         model = cls.load_model(directory, weights)
@@ -243,7 +239,7 @@ class _Wav2Vec2Family(TransformersEncoder):
     sample_rate = 16000
     padding_invariant = False  # set per loaded config in __init__ (see above)
     min_seconds = 0.025  # receptive field of the standard CNN (400 samples)
-    options = ("normalize",)
+    options = {"checkpoint": str, "normalize": auto_or_boolean}
     extra_files = ("preprocessor_config.json",)
 
     def __init__(self, model, directory, weights, normalize: str | bool | None = None):
