@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 
 from .encoders import ENCODERS, PROJECT_ROOT, default_pretrained_dir
+from .entry import add_debug_option, entry_point
+from .options import device, non_negative_int, positive_int
 from .task import load_task
 
 # task folder -> name of its dataset in common.demo
@@ -42,13 +44,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", nargs="+", choices=list(TASK_FOLDERS), default=list(TASK_FOLDERS))
     p.add_argument("--work-dir", help="where features and results go (default: demo_runs/ with --demo, "
                                       "else each task folder)")
-    p.add_argument("--epochs", type=int, default=100, help="maximum probe epochs")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--device", default="auto")
-    p.add_argument("--num-workers", type=int, default=None)
-    return p
+    p.add_argument("--epochs", type=positive_int, default=100, help="maximum probe epochs")
+    p.add_argument("--seeds", type=non_negative_int, nargs="+", default=[0])
+    p.add_argument("--device", default="auto", type=device)
+    p.add_argument("--num-workers", type=non_negative_int, default=None)
+    return add_debug_option(p)
 
 
+@entry_point
 def main(argv=None) -> list[dict]:
     args = parser().parse_args(argv)
     import warnings

@@ -6,28 +6,22 @@ import sys
 import warnings
 from pathlib import Path
 
-from .audio import AudioReadError
-from .datasets import DatasetError, PartialDownloadWarning
+from .datasets import PartialDownloadWarning
 from .encoders import ENCODERS
-from .encoders.checkpoints import CheckpointError
+from .entry import add_debug_option, entry_point
+from .errors import UserError
+from .options import OptionError, device, learning_rate, non_negative_int, positive_float, positive_int
 from .pooling import POOLINGS
-from .store import FeatureStore, StoreMismatchError, find_stores
+from .store import FeatureStore, find_stores
 from .task import Task
 from .training import DEFAULT_RECIPE, SEEDS_RECIPE, Recipe
-
-USER_ERRORS = (DatasetError, CheckpointError, StoreMismatchError, AudioReadError, KeyError, ValueError)
-
-
-def _fail(err: Exception) -> None:
-    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-    sys.exit(f"error: {message}")
 
 
 def _options(pairs: list[str]) -> dict:
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise ValueError(f"--encoder-option takes KEY=VALUE, got {pair!r}")
+            raise OptionError(f"--encoder-option takes KEY=VALUE, got {pair!r}")
         key, value = pair.split("=", 1)
         out[key] = value
     return out
@@ -54,38 +48,39 @@ def extract_parser(task: Task) -> argparse.ArgumentParser:
     p.add_argument("--layer", default=None,
                    help="layer(s) to store: a name, an index, a comma list, or 'all' (default: the encoder's)")
     p.add_argument("--pooling", default="mean", choices=POOLINGS, help="pooling over time")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--device", default="auto", type=device, help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast precision")
-    p.add_argument("--batch-size", type=int, default=64, help="most items per batch")
-    p.add_argument("--max-batch-seconds", type=float, default=160.0,
+    p.add_argument("--batch-size", type=positive_int, default=64, help="most items per batch")
+    p.add_argument("--max-batch-seconds", type=positive_float, default=160.0,
                    help="audio seconds per batch including padding (bounds memory)")
-    p.add_argument("--num-workers", type=int, default=None, help="DataLoader decoding workers (default: cores-1, max 4)")
-    p.add_argument("--shard-size", type=int, default=1024, help="items per saved shard (unit of resumption)")
+    p.add_argument("--num-workers", type=non_negative_int, default=None,
+                   help="DataLoader decoding workers, 0 = decode in the main process (default: cores-1, max 4)")
+    p.add_argument("--shard-size", type=positive_int, default=1024, help="items per saved shard (unit of resumption)")
     p.add_argument("--checkpoint", help="checkpoint file or folder, instead of the default under pretrained_models/")
     p.add_argument("--encoder-option", action="append", metavar="KEY=VALUE", help="extra encoder option, repeatable")
     p.add_argument("--pretrained-dir", help="folder holding the checkpoints (default: pretrained_models/)")
     p.add_argument("--work-dir", help="where features/ and results/ go (default: the task folder)")
     p.add_argument("--store", help="store name (default: derived from encoder, layer and pooling)")
     p.add_argument("--overwrite", action="store_true", help="rebuild a store made with other settings")
-    return p
+    return add_debug_option(p)
 
 
+@entry_point
 def extract_main(task: Task, argv: list[str] | None = None) -> FeatureStore:
     args = extract_parser(task).parse_args(argv)
     warnings.showwarning = show_warnings
+    from .encoders import encoder_class
     from .extract import extract_embeddings  # torch import after argument errors
     options = _options(args.encoder_option)
     if args.checkpoint:
         options["checkpoint"] = args.checkpoint
-    try:
-        return extract_embeddings(
-            task, args.encoder, args.data_root, work_dir=args.work_dir, store_name=args.store, layer=args.layer,
-            pooling=args.pooling, device=args.device, precision=args.precision,
-            max_batch_seconds=args.max_batch_seconds, batch_size=args.batch_size, num_workers=args.num_workers,
-            shard_size=args.shard_size, overwrite=args.overwrite, encoder_options=options,
-            pretrained_dir=args.pretrained_dir)
-    except USER_ERRORS as err:
-        _fail(err)
+    encoder_class(args.encoder).parse_options(options)  # refused before any data is read
+    return extract_embeddings(
+        task, args.encoder, args.data_root, work_dir=args.work_dir, store_name=args.store, layer=args.layer,
+        pooling=args.pooling, device=args.device, precision=args.precision,
+        max_batch_seconds=args.max_batch_seconds, batch_size=args.batch_size, num_workers=args.num_workers,
+        shard_size=args.shard_size, overwrite=args.overwrite, encoder_options=options,
+        pretrained_dir=args.pretrained_dir)
 
 
 # --------------------------------------------------------------------------- train
@@ -107,17 +102,17 @@ def train_parser(task: Task) -> argparse.ArgumentParser:
                    help="official protocol split, or the seeds' random 80/20 split with seed 42")
     if task.subsets:
         p.add_argument("--subset", choices=list(task.subsets), help="restrict to a subset of the classes")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="probe seeds; mean ± std over them")
+    p.add_argument("--seeds", type=non_negative_int, nargs="+", default=[0], help="probe seeds; mean ± std over them")
     p.add_argument("--recipe", default="default", choices=("default", "seeds"),
                    help=f"default: lr grid {list(DEFAULT_RECIPE.lrs)} and epoch picked on validation "
                         f"({DEFAULT_RECIPE.name}); seeds: the seeds' lr 1e-3, batch 8, 100 epochs, last epoch")
-    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the recipe's, 100)")
-    p.add_argument("--lr", type=float, default=None, help="pin the learning rate (no grid)")
-    p.add_argument("--batch-size", type=int, default=None, help="probe batch size (default: the recipe's)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    p.add_argument("--epochs", type=positive_int, default=None, help="maximum epochs (default: the recipe's, 100)")
+    p.add_argument("--lr", type=learning_rate, default=None, help="pin the learning rate (no grid)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="probe batch size (default: the recipe's)")
+    p.add_argument("--device", default="auto", type=device, help="auto (CUDA when present), cpu, cuda")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures beside each result")
     p.add_argument("--work-dir", help="where features/ and results/ are (default: the task folder)")
-    return p
+    return add_debug_option(p)
 
 
 def recipe_from_args(args) -> Recipe:
@@ -141,6 +136,7 @@ def recipe_from_args(args) -> Recipe:
     return Recipe(**fields)
 
 
+@entry_point
 def train_main(task: Task, argv: list[str] | None = None) -> list[dict]:
     args = train_parser(task).parse_args(argv)
     from .extract import resolve_device
@@ -153,18 +149,15 @@ def train_main(task: Task, argv: list[str] | None = None) -> list[dict]:
         stores = [s for s in stores if s.path.name == args.store]
     if not stores:
         what = f"for encoder {args.encoder!r} " if args.encoder else ""
-        _fail(ValueError(f"no complete features {what}under {work_dir / 'features'}: run "
-                         f"`python extract.py --encoder NAME --data-root DIR` first"))
+        raise UserError(f"no complete features {what}under {work_dir / 'features'}: run "
+                      f"`python extract.py --encoder NAME --data-root DIR` first")
     recipe = recipe_from_args(args)
-    device = resolve_device(args.device)
+    torch_device = resolve_device(args.device)
     heads = ["linear", "three_layer"] if args.head == "both" else [args.head]
     protocols = args.protocol or list(task.protocols)
-    try:
-        rows = run_probes(task, stores, layer=args.layer, heads=heads, protocols=protocols, split=args.split,
-                          subset=getattr(args, "subset", None), recipe=recipe, seeds=tuple(args.seeds),
-                          device=device, work_dir=work_dir, plots=not args.no_plots)
-    except USER_ERRORS as err:
-        _fail(err)
+    rows = run_probes(task, stores, layer=args.layer, heads=heads, protocols=protocols, split=args.split,
+                      subset=getattr(args, "subset", None), recipe=recipe, seeds=tuple(args.seeds),
+                      device=torch_device, work_dir=work_dir, plots=not args.no_plots)
     print()
     print(markdown_table(rows))
     return rows

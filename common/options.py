@@ -16,7 +16,7 @@ import re
 from .errors import UserError
 
 
-class OptionError(UserError, argparse.ArgumentTypeError):
+class OptionError(UserError, argparse.ArgumentTypeError, ValueError):
     """A setting outside its valid range (argparse shows it after the option's name)."""
 
 

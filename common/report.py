@@ -25,6 +25,7 @@ import pandas as pd
 
 from .benchmark import TASK_FOLDERS
 from .encoders import PROJECT_ROOT
+from .entry import add_debug_option, entry_point
 
 DEFAULT_REFERENCE = PROJECT_ROOT.parent / "shared" / "REFERENCE_NUMBERS.md"
 KEY = ["task", "variant", "store", "layer", "head", "protocol", "split", "subset"]
@@ -411,9 +412,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-published", action="store_true", help="leave published numbers out")
     p.add_argument("--all-layers", action="store_true",
                    help="one row per probed layer (default: each store's default layer only)")
-    return p
+    return add_debug_option(p)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> Leaderboard:
     args = parser().parse_args(argv)
     board = build_leaderboard(args.work_dir, None if args.no_published else Path(args.reference), args.all_layers)

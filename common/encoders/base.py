@@ -64,7 +64,7 @@ class Encoder(torch.nn.Module):
         accepted = ", ".join(f"{key}=..." for key in cls.options) or "no options"
         unknown = sorted(set(options) - set(cls.options))
         if unknown:
-            raise OptionError(f"encoder {cls.__name__} has no option {', '.join(unknown)}; it takes {accepted}")
+            raise OptionError(f"unknown option {', '.join(unknown)} for {cls.__name__}; it takes {accepted}")
         parsed = {}
         for key, value in options.items():
             try:
