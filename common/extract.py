@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .audio import AudioReadError, audio_duration
+from .datasets.base import REFUSED
 from .distributed import barrier, dist_info
 from .encoders import build_encoder
 from .encoders.base import Encoder
@@ -69,6 +70,8 @@ def item_durations(items: pd.DataFrame, cache: Path | None = None, threads: int 
             return durations
 
     def one(row) -> float:
+        if getattr(row, REFUSED, ""):  # never opened: the reader refused it
+            return 0.0
         if not math.isnan(row.clip_end):
             return max(0.0, row.clip_end - row.clip_start)
         try:

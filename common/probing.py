@@ -116,14 +116,6 @@ def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, p
         "sample_rate": meta.get("sample_rate"), "window_seconds": meta.get("window_seconds"),
         "precision": meta.get("precision", "fp32"), "store": store_name, "store_path": str(store_path),
         "recipe_name": recipe.name, "result_file": str(result_file)})
-    figures = {}
-    if plots:
-        title = f"{task.title} {protocol_name}{' (' + subset + ')' if subset else ''} {split} split · " \
-                f"{store_name}/{layer} · {head}"
-        test_rows = np.unique(np.concatenate([f.test for f in data.folds]))
-        figures = run_plots(stem, title, runs, data.classes, fit, x[test_rows].reshape(len(test_rows), -1),
-                            data.y[test_rows], input_layers or list(meta.get("layers", [])), tsne_stem=work_dir / meta["variant"] / store_name /
-                            layer / tag)
     result = {
         "task": task.name, "title": task.title, "variant": meta["variant"], "encoder": meta["encoder"],
         "store": store_name, "layer": layer, "pooling": meta["pooling"], "head": head,
@@ -133,42 +125,57 @@ def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, p
         "num_items": len(data.items), "dataset_complete": bool(features.meta.get("dataset_complete", True)),
         "dataset_notes": features.meta.get("dataset_notes", []), "num_failed": features.meta.get("num_failed", 0),
         "split_file": str(split_file), "created": now(), "result_file": str(result_file),
-        "probe_file": str(probe_file), "plots": figures,
+        "probe_file": str(probe_file), "plots": {},
     }
+    # results first: a figure that fails, or crashes its plotting library, cannot take them
     write_json(result, result_file)
     append_csv(csv_row(result), work_dir / "results.csv")
+    if plots:
+        title = f"{task.title} {protocol_name}{' (' + subset + ')' if subset else ''} {split} split · " \
+                f"{store_name}/{layer} · {head}"
+        test_rows = np.unique(np.concatenate([f.test for f in data.folds]))
+        result["plots"], result["plot_notes"] = run_plots(
+            stem, title, runs, data.classes, fit, x[test_rows].reshape(len(test_rows), -1), data.y[test_rows],
+            input_layers or list(meta.get("layers", [])), tsne_stem=work_dir / meta["variant"] / store_name / layer / tag)
+        write_json(result, result_file)
     return result
 
 
 def run_plots(stem: Path, title: str, runs: list[dict], classes: list[str], fit, x_test: np.ndarray,
-              y_test: np.ndarray, layer_names: list[str], tsne_stem: Path) -> dict[str, str]:
-    """The run's figures; a figure that fails is reported and skipped, never
-    the end of a run."""
+              y_test: np.ndarray, layer_names: list[str], tsne_stem: Path) -> tuple[dict[str, str], list[str]]:
+    """The run's figures, each drawn in a child process: (figures made, notes
+    on figures skipped or failed). A figure that fails is reported and
+    skipped, never the end of a run."""
     from . import plots
-    made = {}
+    made, notes = {}, []
     folds = len({r["fold"] for r in runs})
-    jobs = {
-        "confusion": lambda p: plots.confusion_plot(
-            np.sum([r["metrics"]["confusion_matrix"] for r in runs], axis=0), classes, p,
-            f"{title}\nconfusion matrix, summed over {len(runs)} run(s) ({folds} fold(s)), normalised per true class"),
-        "curves": lambda p: plots.curves_plot(
-            fit.curves, p, f"{title}\ntraining curves (first fold: {runs[0]['fold']}, seed {runs[0]['seed']}, "
-                           f"lr {fit.lr:g})", chosen_epoch=fit.epoch),
-        "tsne": lambda p: plots.tsne_plot(x_test, y_test, classes, p, title.rsplit(" · ", 1)[0]),
+    jobs = {  # name -> (figure function, its arguments before the path, after it)
+        "confusion": (plots.confusion_plot, (np.sum([r["metrics"]["confusion_matrix"] for r in runs], axis=0),
+                                             classes),
+                      (f"{title}\nconfusion matrix, summed over {len(runs)} run(s) ({folds} fold(s)), "
+                       "normalised per true class",)),
+        "curves": (plots.curves_plot, (fit.curves,),
+                   (f"{title}\ntraining curves (first fold: {runs[0]['fold']}, seed {runs[0]['seed']}, "
+                    f"lr {fit.lr:g})", fit.epoch)),
+        "tsne": (plots.tsne_plot, (x_test, y_test, classes), (title.rsplit(" · ", 1)[0],)),
     }
+    degenerate = plots.tsne_degenerate(x_test)
+    if degenerate:
+        notes.append(f"t-SNE skipped: {degenerate}")
     if fit.layer_weights is not None:
         weights = fit.layer_weights
         weights = weights.detach().cpu().numpy() if hasattr(weights, "detach") else np.asarray(weights)
-        jobs["layer_weights"] = lambda p: plots.layer_weights_plot(weights, layer_names, p,
-                                                                   f"{title}\nlearned layer weights")
-    for name, job in jobs.items():
+        jobs["layer_weights"] = (plots.layer_weights_plot, (weights, layer_names), (f"{title}\nlearned layer weights",))
+    for name, (function, before, after) in jobs.items():
         path = (tsne_stem if name == "tsne" else stem)
         path = path.with_name(f"{path.name}-{name}.png")
         try:
-            made[name] = str(job(path))
-        except Exception as err:  # a figure is a by-product: report it, keep the results
-            warnings.warn(f"could not draw {path.name}: {type(err).__name__}: {err}")
-    return made
+            made[name] = str(plots.draw_in_child(function, *before, path, *after))
+        except plots.PlotError as err:  # a figure is a by-product: report it, keep the results
+            notes.append(f"could not draw {path.name}: {err}")
+    for note in notes:
+        warnings.warn(note)
+    return made, notes
 
 
 def layer_plots(results: list[dict], work_dir: Path | None, task: Task) -> list[str]:
@@ -186,13 +193,13 @@ def layer_plots(results: list[dict], work_dir: Path | None, task: Task) -> list[
         tag = f"{protocol}{'-' + subset if subset else ''}-{split}"
         path = Path(work_dir or task.folder) / "results" / variant / store / f"{tag}-{head}-layers.png"
         try:
-            made.append(str(plots.layer_curve_plot(
-                [r["layer"] for r in group], [r["summary"][metric]["mean"] for r in group],
+            made.append(str(plots.draw_in_child(
+                plots.layer_curve_plot, [r["layer"] for r in group], [r["summary"][metric]["mean"] for r in group],
                 [r["summary"][metric]["std"] for r in group], path, metric,
                 f"{task.title} {protocol}{' (' + subset + ')' if subset else ''} {split} split · {store} · {head}"
                 f"\n{metric.replace('_', ' ')} per layer (mean ± std over folds and seeds)")))
-        except Exception as err:
-            warnings.warn(f"could not draw {path.name}: {type(err).__name__}: {err}")
+        except plots.PlotError as err:
+            warnings.warn(f"could not draw {path.name}: {err}")
     return made
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from .base import DatasetError, DatasetListing, check_counts, find_root, item_frame
+from .base import DatasetError, DatasetListing, check_counts, check_listed, find_root, item_frame
 
 V2_ONLY_WORDS = {"backward", "follow", "forward", "learn", "visual"}
 EXPECTED = {  # clips, validation, test of the full downloads
@@ -44,7 +44,7 @@ def read_speech_commands(root: str | Path | None) -> DatasetListing:
         if not (base / name).exists():
             raise DatasetError(f"Speech Commands: {base / name} is missing; it ships with the official archive")
         lists[split] = set((base / name).read_text().split())
-    rows = []
+    rows, notes = [], []
     words = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("_"))
     if not words:
         raise DatasetError(f"Speech Commands: no word folders under {base}")
@@ -55,7 +55,8 @@ def read_speech_commands(root: str | Path | None) -> DatasetListing:
             rows.append({"id": rel, "path": str(wav), "label": word, "split": split,
                          "speaker": wav.name.split("_nohash_")[0]})
     variant = "speech_commands_v0.02" if V2_ONLY_WORDS & set(words) else "speech_commands_v0.01"
-    notes = []
+    for split, listed in lists.items():
+        notes += check_listed(f"the {split} list", listed, {row["id"] for row in rows})
     noise_dir = base / "_background_noise_"
     if noise_dir.is_dir():
         rows += _silence_items(noise_dir)
