@@ -270,8 +270,9 @@ def extract_embeddings(task: Task, encoder_name: str, data_root: str | Path | No
     if rank == 0:
         store = FeatureStore.open(path, settings, items, overwrite=overwrite)
         store.update_meta(dataset_complete=listing.complete, dataset_notes=listing.notes)
+        was_complete = store.complete
         damaged = store.discard_damaged_shards()  # verified on every reuse; only these are made again
-        if damaged and progress:
+        if damaged and was_complete and progress:
             print(f"re-extracting {len(damaged)} damaged shard(s) of {store.path}: "
                   + "; ".join(list(damaged.values())[:3]))
         if not store.complete:  # read every header once; the other ranks load the cache

@@ -181,12 +181,12 @@ class FeatureStore:
         return damaged
 
     def discard_damaged_shards(self) -> dict[int, str]:
-        """Delete the shards that exist but are damaged, so that extraction
-        makes them again (and only them); returns them with why."""
-        damaged = {k: why for k, why in self.damaged_shards().items() if self.shard_path(k).exists()}
+        """Delete the damaged shards (missing ones count too), so that
+        extraction makes them again, and only them; returns them with why."""
+        damaged = self.damaged_shards()
         for k in damaged:
-            self.shard_path(k).unlink()
-        if damaged:
+            self.shard_path(k).unlink(missing_ok=True)
+        if damaged and self.complete:
             self.update_meta(complete=False)
         return damaged
 

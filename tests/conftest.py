@@ -19,3 +19,18 @@ def demo_roots(tmp_path_factory) -> dict:
     """Small synthetic datasets in the six official layouts, made once per run."""
     from common.demo import make_demo_datasets
     return make_demo_datasets(tmp_path_factory.mktemp("demo_data"))
+
+
+# Property-based tests: few examples by default (CI), more with HYPOTHESIS_PROFILE=thorough.
+try:
+    import os
+
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("ci", max_examples=15, deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    settings.register_profile("thorough", max_examples=400, deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # hypothesis is a test extra; its tests skip without it
+    pass
