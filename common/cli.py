@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 from .datasets import PartialDownloadWarning
-from .encoders import ENCODERS
+from .encoders import ENCODERS, encoder_class
 from .entry import add_debug_option, entry_point
 from .errors import UserError
 from .options import OptionError, device, learning_rate, non_negative_int, positive_float, positive_int
@@ -69,7 +69,6 @@ def extract_parser(task: Task) -> argparse.ArgumentParser:
 def extract_main(task: Task, argv: list[str] | None = None) -> FeatureStore:
     args = extract_parser(task).parse_args(argv)
     warnings.showwarning = show_warnings
-    from .encoders import encoder_class
     from .extract import extract_embeddings  # torch import after argument errors
     options = _options(args.encoder_option)
     if args.checkpoint:

@@ -50,8 +50,8 @@ def one_line(err: BaseException) -> str | None:
     elif isinstance(err, KeyError) and err.args:   # lookups of user-given names (task, protocol, layer)
         message = str(err.args[0])
     elif isinstance(err, json.JSONDecodeError):
-        message = f"malformed JSON ({err.msg} at line {err.lineno}, column {err.colno}); " \
-                  "delete or restore the file named above"
+        message = f"a JSON file is malformed ({err.msg} at line {err.lineno}, column {err.colno}); " \
+                  "--debug shows which one"
     elif isinstance(err, OSError):
         message = _os_message(err)
         if getattr(err, "errno", None) == 28:
@@ -62,8 +62,8 @@ def one_line(err: BaseException) -> str | None:
         message = "the device ran out of memory: lower --max-batch-seconds or --batch-size, or use --device cpu"
     elif isinstance(err, (ValueError, RuntimeError)) and _is_device_error(err):
         message = f"device error: {str(err).splitlines()[0]} (choose --device cpu, cuda or cuda:N)"
-    elif isinstance(err, ValueError):  # the readers' and protocols' checks of user data and settings
-        message = str(err)
+    elif isinstance(err, ValueError):  # older checks of user data and settings raise plain ValueError
+        message = f"{err} (--debug shows where)"
     else:
         return None
     return " ".join(message.split()) or type(err).__name__

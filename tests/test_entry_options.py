@@ -34,7 +34,7 @@ def failing(error, argv=None):
     (FileNotFoundError(errno.ENOENT, "No such file or directory", "/x/meta.json"), "/x/meta.json"),
     (PermissionError(errno.EACCES, "Permission denied", "/x/results.csv"), "Permission denied: /x/results.csv"),
     (OSError(errno.ENOSPC, "No space left on device", "/x/shard.safetensors"), "the disk is full"),
-    (json.JSONDecodeError("Expecting value", "{", 1), "malformed JSON"),
+    (json.JSONDecodeError("Expecting value", "{", 1), "a JSON file is malformed"),
     (RuntimeError("Attempting to deserialize object on a CUDA device but torch.cuda.is_available() is False"),
      "device error"),
 ])
