@@ -1,6 +1,8 @@
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Fixtures the project cannot download live beside the clone, never inside it.
@@ -21,16 +23,10 @@ def demo_roots(tmp_path_factory) -> dict:
     return make_demo_datasets(tmp_path_factory.mktemp("demo_data"))
 
 
-# Property-based tests: few examples by default (CI), more with HYPOTHESIS_PROFILE=thorough.
-try:
-    import os
 
-    from hypothesis import HealthCheck, settings
-
-    settings.register_profile("ci", max_examples=15, deadline=None,
-                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-    settings.register_profile("thorough", max_examples=400, deadline=None,
-                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-except ImportError:  # hypothesis is a test extra; its tests skip without it
-    pass
+# Property-based tests: a few fixed cases by default (CI: the same ones every run),
+# many random ones with HYPOTHESIS_PROFILE=thorough.
+_quiet = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+settings.register_profile("ci", max_examples=15, deadline=None, derandomize=True, suppress_health_check=_quiet)
+settings.register_profile("thorough", max_examples=400, deadline=None, suppress_health_check=_quiet)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
