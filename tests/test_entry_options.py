@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common.benchmark import parser as benchmark_parser
-from common.cli import extract_parser, train_parser
+from common.cli import extract_main, extract_parser, train_parser
 from common.encoders import build_encoder
 from common.entry import DEBUG_ENV, entry_point, one_line
 from common.errors import UserError
@@ -77,8 +77,9 @@ def test_a_damaged_store_is_one_line_and_debug_gives_the_traceback(tmp_path):
     out = run_script("esc50_feature_fc", "train.py", "--work-dir", tmp_path)
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert "meta.json is damaged" in out.stderr and "no complete features" in out.stderr
-    out = run_script("esc50_feature_fc", "extract.py", "--encoder", "mfcc", "--data-root", tmp_path / "none", "--debug")
-    assert out.returncode != 0 and "Traceback" in out.stderr and "DatasetError" in out.stderr
+    from common.datasets import DatasetError
+    with pytest.raises(DatasetError):        # --debug: the traceback instead of the line
+        extract_main(ESC50, ["--encoder", "mfcc", "--data-root", str(tmp_path / "none"), "--debug"])
 
 
 # --------------------------------------------------------------------------- parse-time checks
@@ -126,10 +127,10 @@ def test_encoder_options_are_declared_and_checked(options, message):
 
 
 def test_encoder_option_refused_before_any_data_is_read(tmp_path):
-    out = run_script("esc50_feature_fc", "extract.py", "--encoder", "mfcc", "--encoder-option", "n_mfcc=0",
-                     "--data-root", tmp_path / "missing")
-    assert out.returncode != 0 and out.stderr.strip() == "error: encoder option n_mfcc=0: 0 must be a positive " \
-                                                        "integer (1 or more)"
+    with pytest.raises(SystemExit) as exit_info:
+        extract_main(ESC50, ["--encoder", "mfcc", "--encoder-option", "n_mfcc=0", "--data-root",
+                             str(tmp_path / "missing")])
+    assert exit_info.value.code == "error: encoder option n_mfcc=0: 0 must be a positive integer (1 or more)"
 
 
 # --------------------------------------------------------------------------- properties
