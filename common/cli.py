@@ -10,6 +10,7 @@ from .datasets import PartialDownloadWarning
 from .encoders import ENCODERS, encoder_class
 from .entry import add_debug_option, entry_point
 from .errors import UserError
+from .fetch import add_fetch_options, apply_fetch_options, fetch_task_data
 from .options import OptionError, device, learning_rate, non_negative_int, positive_float, positive_int
 from .pooling import POOLINGS
 from .store import FeatureStore, find_stores
@@ -62,6 +63,7 @@ def extract_parser(task: Task) -> argparse.ArgumentParser:
     p.add_argument("--work-dir", help="where features/ and results/ go (default: the task folder)")
     p.add_argument("--store", help="store name (default: derived from encoder, layer and pooling)")
     p.add_argument("--overwrite", action="store_true", help="rebuild a store made with other settings")
+    add_fetch_options(p, task.downloads)
     return add_debug_option(p)
 
 
@@ -73,9 +75,13 @@ def extract_main(task: Task, argv: list[str] | None = None) -> FeatureStore:
     options = _options(args.encoder_option)
     if args.checkpoint:
         options["checkpoint"] = args.checkpoint
+    apply_fetch_options(args, options)
     encoder_class(args.encoder).parse_options(options)  # refused before any data is read
+    data_root = args.data_root
+    if args.download is not None:
+        data_root = fetch_task_data(task, task.data_root(data_root), args.download or None)
     return extract_embeddings(
-        task, args.encoder, args.data_root, work_dir=args.work_dir, store_name=args.store, layer=args.layer,
+        task, args.encoder, data_root, work_dir=args.work_dir, store_name=args.store, layer=args.layer,
         pooling=args.pooling, device=args.device, precision=args.precision,
         max_batch_seconds=args.max_batch_seconds, batch_size=args.batch_size, num_workers=args.num_workers,
         shard_size=args.shard_size, overwrite=args.overwrite, encoder_options=options,

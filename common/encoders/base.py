@@ -19,9 +19,28 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 
-from ..options import OptionError
+from ..options import OptionError, positive_float
 
 Frames = tuple[torch.Tensor, torch.Tensor]  # features [B, N, D], valid mask [B, N]
+
+
+#: Fully convolutional clip models (PANNs CNN14, EfficientAT) encode a clip
+#: whole up to this length and cut longer audio into windows of it, only to
+#: bound memory: CNN14 on 120 s peaks at about +0.6 GB (fp32, CPU; 60 s: +0.3
+#: GB), EfficientAT mn04 at about a fifth of that. Option `window_seconds`.
+WHOLE_CLIP_SECONDS = 120.0
+
+
+#: an --encoder-option value the encoder cannot use (one error for every option check)
+EncoderOptionError = OptionError
+
+
+def seconds_option(value, option: str) -> float:
+    """A positive, finite number of seconds from an --encoder-option value."""
+    try:
+        return positive_float(value)
+    except OptionError:
+        raise OptionError(f"--encoder-option {option}={value!r}: give a positive number of seconds") from None
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,11 @@ only, 30 s windows), ast (AudioSet-finetuned spectrogram transformer) and clap
 (LAION CLAP audio tower). Each is a few lines on top of `TransformersEncoder`,
 which
 
-- finds `pretrained_dir/<default_dir>` or the `checkpoint=DIR` option, and
-  refuses with one sentence naming the folder and the hub repository when
-  config.json or the weights are missing (nothing is ever downloaded);
+- finds `pretrained_dir/<default_dir>` or the `checkpoint=DIR` option; with
+  neither, fetches only the files it needs from the hub repository, at the
+  commit pinned in `hub_revision` (or the `revision=` option), into the
+  standard Hugging Face cache (`common.encoders.checkpoints.hub_snapshot`;
+  offline: one sentence naming the folder and the hub repository);
 - loads with `from_pretrained(dir, local_files_only=True)`, safetensors
   preferred, `pytorch_model.bin` read by transformers with
   `torch.load(weights_only=True)` (no pickled code runs), float32, and refuses
@@ -28,7 +30,7 @@ import torch
 
 from ..options import auto_or_boolean
 from .base import Encoder, Frames, Layer
-from .checkpoints import CheckpointError
+from .checkpoints import CheckpointError, hub_snapshot
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -65,13 +67,15 @@ class TransformersEncoder(Encoder):
     default_dir: ClassVar[str]
     #: where the official checkpoint comes from
     hub_id: ClassVar[str]
+    #: the commit of `hub_id` fetched when there is no local folder (None: main, unpinned)
+    hub_revision: ClassVar[str | None]
     #: `transformers` class name loaded with from_pretrained
     model_class: ClassVar[str]
     #: accepted `model_type` values of config.json
     model_types: ClassVar[tuple[str, ...]]
     #: extra files listed in the "download ..." message
     extra_files: ClassVar[tuple[str, ...]] = ()
-    options = {"checkpoint": str}
+    options = {"checkpoint": str, "revision": str}
 
     def __init__(self, model: torch.nn.Module, directory: Path, weights: Path, **settings):
         super().__init__()
@@ -176,12 +180,19 @@ class TransformersEncoder(Encoder):
         return fe_cls(**defaults), False
 
     @classmethod
-    def from_options(cls, pretrained_dir: Path, checkpoint: str | None = None, **options):
+    def from_options(cls, pretrained_dir: Path, checkpoint: str | None = None, revision: str | None = None,
+                     **options):
+        local = Path(pretrained_dir) / cls.default_dir
+        fetched = checkpoint is None and (revision is not None or not local.is_dir())
+        if fetched:  # a local folder wins unless a revision is asked for
+            checkpoint = hub_snapshot(cls.hub_id, revision or cls.hub_revision, by_hand=local)
         directory, weights = cls.locate(pretrained_dir, checkpoint)
         model_type = cls.read_config(directory)["model_type"]
         model = cls.load_model(directory, weights)
         encoder = cls(model, directory, weights, **options)
         encoder.checkpoint_model_type = model_type
+        # the cache's snapshot folder is named by the commit hash it holds
+        encoder.revision = directory.name if fetched else None
         return encoder
 
     # ---- description ----------------------------------------------------------
@@ -193,6 +204,7 @@ class TransformersEncoder(Encoder):
             "config_sha256": _sha256(self.directory / "config.json"),
             "weights": self.weights.name,
             "weights_bytes": self.weights.stat().st_size,
+            **({"revision": self.revision} if getattr(self, "revision", None) else {}),
             **{k: v for k, v in self.settings.items() if v is not None},
         }
 
@@ -239,7 +251,7 @@ class _Wav2Vec2Family(TransformersEncoder):
     sample_rate = 16000
     padding_invariant = False  # set per loaded config in __init__ (see above)
     min_seconds = 0.025  # receptive field of the standard CNN (400 samples)
-    options = {"checkpoint": str, "normalize": auto_or_boolean}
+    options = {"checkpoint": str, "revision": str, "normalize": auto_or_boolean}
     extra_files = ("preprocessor_config.json",)
 
     def __init__(self, model, directory, weights, normalize: str | bool | None = None):
@@ -300,6 +312,7 @@ class _Wav2Vec2Family(TransformersEncoder):
 class HubertEncoder(_Wav2Vec2Family):
     default_dir = "hubert-base"
     hub_id = "facebook/hubert-base-ls960"
+    hub_revision = "dba3bb02fda4248b6e082697eee756de8fe8aa8a"
     model_class = "HubertModel"
     model_types = ("hubert",)
 
@@ -307,6 +320,7 @@ class HubertEncoder(_Wav2Vec2Family):
 class Wav2Vec2Encoder(_Wav2Vec2Family):
     default_dir = "wav2vec2-base"
     hub_id = "facebook/wav2vec2-base"
+    hub_revision = "0b5b8e868dd84f03fd87d01f9c4ff0f080fecfe8"
     model_class = "Wav2Vec2Model"
     model_types = ("wav2vec2",)
 
@@ -314,6 +328,7 @@ class Wav2Vec2Encoder(_Wav2Vec2Family):
 class WavLMEncoder(_Wav2Vec2Family):
     default_dir = "wavlm-base-plus"
     hub_id = "microsoft/wavlm-base-plus"
+    hub_revision = "4c66d4806a428f2e922ccfa1a962776e232d487b"
     model_class = "WavLMModel"
     model_types = ("wavlm",)
 
@@ -321,6 +336,7 @@ class WavLMEncoder(_Wav2Vec2Family):
 class Data2VecAudioEncoder(_Wav2Vec2Family):
     default_dir = "data2vec-audio-base"
     hub_id = "facebook/data2vec-audio-base"
+    hub_revision = None  # no commit hash could be verified: main
     model_class = "Data2VecAudioModel"
     model_types = ("data2vec-audio",)
 
@@ -338,6 +354,7 @@ class WhisperEncoder(TransformersEncoder):
     padding_invariant = True
     default_dir = "whisper-base"
     hub_id = "openai/whisper-base"
+    hub_revision = "e37978b90ca9030d5170a5c07aadb050351a65bb"
     model_class = "WhisperModel"
     model_types = ("whisper",)
     extra_files = ("preprocessor_config.json",)
@@ -372,10 +389,19 @@ class WhisperEncoder(TransformersEncoder):
 class ASTEncoder(TransformersEncoder):
     """Audio Spectrogram Transformer (AudioSet fine-tuned). Layers: the hidden
     states layer0..layerL and `token_mean` (last_hidden_state) as patch
-    tokens without the cls/distillation tokens (all frames valid: the model
-    sees the padded spectrogram), and `pooled` (pooler output, clip-level,
-    the default). Each item is featurised on its own samples and padded to
-    max_length frames, so batching is padding-invariant."""
+    tokens, and `pooled` (pooler output, clip-level, the default). Each item
+    is featurised on its own samples and padded to max_length frames, so
+    batching is padding-invariant.
+
+    Patch tokens that cover only padding are masked out. The patch grid comes
+    from the config: a patch_size x patch_size conv with strides
+    (frequency_stride, time_stride) over the [mel, max_length] fbank gives
+    f x t patches, flattened frequency-major (token k has time index k % t),
+    and time patch j starts at fbank frame j * time_stride; it is valid while
+    that frame holds real audio. The item's fbank frames are Kaldi's
+    (25 ms window, 10 ms shift, no edge padding: 1 + (n - 400) // 160 at 16
+    kHz). The cls and distillation tokens (first two) are never part of the
+    token layers: they summarise the clip and form the `pooled` layer."""
 
     sample_rate = 16000
     window_seconds = 10.24
@@ -383,31 +409,47 @@ class ASTEncoder(TransformersEncoder):
     min_seconds = 0.025  # one 25 ms fbank frame
     default_dir = "ast-finetuned-audioset-10-10-0.4593"
     hub_id = "MIT/ast-finetuned-audioset-10-10-0.4593"
+    hub_revision = "f826b80d28226b62986cc218e5cec390b1096902"
     model_class = "ASTModel"
     model_types = ("audio-spectrogram-transformer",)
     extra_files = ("preprocessor_config.json",)
     special_tokens = 2  # cls + distillation
+    fbank_window, fbank_shift = 400, 160  # Kaldi fbank defaults at 16 kHz: 25 ms, 10 ms
 
     def __init__(self, model, directory, weights):
         super().__init__(model, directory, weights)
         config = model.config
         self.feature_extractor, self.has_preprocessor = self.load_feature_extractor(
             directory, "ASTFeatureExtractor", num_mel_bins=config.num_mel_bins, max_length=config.max_length)
+        self.max_frames = int(self.feature_extractor.max_length)
+        self.frequency_patches, self.time_patches = model.embeddings.get_shape(config)
+        self.time_stride = config.time_stride
         self.layers = self._hidden_layers(config.num_hidden_layers, config.hidden_size)
         self.layers += [Layer("token_mean", config.hidden_size), Layer("pooled", config.hidden_size)]
         self.default_layer = "pooled"
-        self.settings = {"preprocessor_config": self.has_preprocessor}
+        # token layers of earlier versions averaged padding tokens too: a new config, new stores
+        self.settings = {"preprocessor_config": self.has_preprocessor, "token_mask": "padding-only patches excluded"}
+
+    def token_mask(self, lengths: torch.Tensor) -> torch.Tensor:
+        """[B, f * t] True for the patch tokens whose time patch starts on an
+        fbank frame of real audio (items of `lengths` samples)."""
+        samples = lengths.clamp(min=self.fbank_window)  # shorter items are zero-padded to one frame
+        frames = (1 + (samples - self.fbank_window) // self.fbank_shift).clamp(max=self.max_frames)
+        starts = torch.arange(self.time_patches, device=lengths.device) * self.time_stride
+        valid_times = starts[None, :] < frames[:, None]  # [B, t]; patch 0 always holds real frames
+        return valid_times.repeat(1, self.frequency_patches)
 
     def _run(self, waveforms, lengths, layers):
         audio = []
         for w, n in zip(waveforms, lengths):
             item = w[: int(n)].detach().cpu().numpy()
-            if len(item) < 400:
-                item = np.pad(item, (0, 400 - len(item)))
+            if len(item) < self.fbank_window:
+                item = np.pad(item, (0, self.fbank_window - len(item)))
             audio.append(item)
         feats = self.feature_extractor(audio, sampling_rate=self.sample_rate, return_tensors="pt").input_values
         out = self.model(feats.to(waveforms.device), output_hidden_states=True)
         states = self._hidden_states(out)
+        tokens_valid = self.token_mask(lengths).to(out.last_hidden_state.device)
         result = {}
         for name in layers:
             if name == "pooled":
@@ -415,8 +457,7 @@ class ASTEncoder(TransformersEncoder):
                 result[name] = (pooled, torch.ones(pooled.shape[:2], dtype=torch.bool, device=pooled.device))
                 continue
             tokens = (out.last_hidden_state if name == "token_mean" else states[int(name[5:])])
-            tokens = tokens[:, self.special_tokens:]
-            result[name] = (tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device))
+            result[name] = (tokens[:, self.special_tokens:], tokens_valid)
         return result
 
 
@@ -434,6 +475,7 @@ class ClapEncoder(TransformersEncoder):
     padding_invariant = True
     default_dir = "clap-htsat-unfused"
     hub_id = "laion/clap-htsat-unfused"
+    hub_revision = "8fa0f1c6d0433df6e97c127f64b2a1d6c0dcda8a"
     model_class = "ClapAudioModelWithProjection"
     model_types = ("clap", "clap_audio_model")
     extra_files = ("preprocessor_config.json",)
