@@ -31,7 +31,7 @@ def write_json(result: dict, path: Path) -> Path:
 def csv_row(result: dict) -> dict:
     summary, metric = result["summary"], result["primary_metric"]
     row = {k: result[k] for k in ("task", "variant", "encoder", "store", "layer", "pooling", "head", "protocol",
-                                  "split", "subset", "recipe_name")}
+                                  "split", "subset", "recipe_name", "validation", "refit", "selection_metric")}
     row.update({"metric": metric, "mean": summary[metric]["mean"], "std": summary[metric]["std"],
                 "runs": summary[metric]["n"], "seeds": " ".join(map(str, result["seeds"])),
                 "macro_f1": summary["macro_f1"]["mean"], "dataset_complete": result["dataset_complete"],
