@@ -34,8 +34,8 @@ Sizes (seed 0; about 5 s on 2 idle cores with workers=2, ~190 MB):
     nsynth           train 11 families x 4 instruments x 5 notes = 220; valid, test 10 x 5 = 50 each
     librispeech      train-clean-100: 8 speakers x 3 chapters x 4 utterances (2-5 s);
                      test-clean: 2 other speakers x 4
-    speech_commands  35 words x 10 speakers (6 train, 2 valid, 2 test by the official hash;
-                     the 10 core words twice) = 450, plus 4 background noises; two 12-class
+    speech_commands  35 words x 14 speakers (10 train, 2 valid, 2 test by the official hash;
+                     the 10 core words twice) = 630, plus 4 background noises; two 12-class
                      test archives of 12 x 5 clips by 5 other speakers
     icbhi            20 patients (10 with abnormal cycles) x 2 recordings, ~190 cycles; split 12/8 patients
 
@@ -851,7 +851,7 @@ def _make_speech_commands(out: Path, rng: np.random.Generator) -> tuple[Path, li
     root = out / ROOT_NAMES["speech_commands"]
     _prepare_root(root)
     sr = 16000
-    want = {"training": 6, "validation": 2, "testing": 2}
+    want = {"training": 10, "validation": 2, "testing": 2}
     have = _sc_speakers(want, set(), rng)
     speakers = [(h, s) for s in want for h in have[s]]
     voices = {h: _speaker(rng, "F" if i % 2 else "M") for i, (h, _) in enumerate(speakers)}

@@ -198,7 +198,8 @@ def carve_validation(train: np.ndarray, labels: np.ndarray, groups: np.ndarray |
     groups, whole groups go to one side (stratified as far as the groups allow)."""
     if groups is not None:
         n_splits = max(2, round(1 / size))
-        if len(np.unique(groups)) >= n_splits:
+        # StratifiedGroupKFold needs n_splits groups and a class with n_splits items
+        if len(np.unique(groups)) >= n_splits and np.bincount(np.unique(labels, return_inverse=True)[1]).max() >= n_splits:
             splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
             with warnings.catch_warnings():  # rare classes: stratified as far as possible
                 warnings.simplefilter("ignore", UserWarning)

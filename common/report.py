@@ -34,7 +34,7 @@ HEAD_TAGS = {"linear": "lin", "three_layer": "3L"}
 TASKS = {"esc50": ("ESC-50", "esc50_feature_fc"), "urbansound8k": ("US8K", "urbansound8k_feature_fc"),
          "nsynth": ("NSynth", "nsynth_feature_fc"), "speaker_id": ("LibriSpeech speaker ID", "speaker_recognition"),
          "speech_commands": ("Speech Commands", "key_word_spotting"), "icbhi": ("ICBHI", "icbhi_feature_fc")}
-PROTOCOL_ORDER = {"official": 0, "full": 0, "12": 1, "recording": 0, "cycle": 1}
+PROTOCOL_ORDER = {"official": 0, "full": 0, "superb": 1, "hear": 1, "lists12": 2, "recording": 0, "cycle": 1}
 METRIC_SHORT = {"accuracy": "acc.", "icbhi_score": "score", "macro_f1": "macro-F1"}
 
 
@@ -79,7 +79,8 @@ def match_published(name: str) -> Column | None:
     speech = re.match(r"(spcv|speech commands v)(\d)", n)
     if speech:
         version = speech.group(2)
-        protocol = "12" if re.search(r"\b12\b", n) else "full"
+        # 12 classes published = SUPERB (v0.01) or HEAR (v0.02), never `lists12`
+        protocol = ("superb" if version == "1" else "hear") if re.search(r"\b12\b", n) else "full"
         return Column("speech_commands", f"speech_commands_v0.0{version}", protocol)
     return None
 

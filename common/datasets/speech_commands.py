@@ -48,21 +48,25 @@ HEAR_VALID_NOISE = "running_tap"  # HEAR (after TFDS) validates on this file's w
 
 
 def _silence_items(noise_dir: Path) -> list[dict]:
-    """1 s windows every 0.5 s (HEAR's rule: starts 0, 0.5 s, ... before the
-    last full second)."""
+    """1 s windows of every noise file: one at every whole second that fits
+    (split by position), and HEAR's windows, starting every 0.5 s before the
+    last full second (a whole-second window HEAR does not cut gets an empty
+    `hear_split`)."""
     rows = []
     for wav in sorted(noise_dir.glob("*.wav")):
         info = sf.info(str(wav))
         rate, frames = info.samplerate, info.frames
         seconds = frames // rate
-        for start in range(0, frames - rate, rate // 2):
+        hear = "validation" if wav.stem.startswith(HEAR_VALID_NOISE) else "train"
+        for start in range(0, seconds * rate - rate // 2, rate // 2):
             k = start / rate
+            on_second = start % rate == 0
             split = ("train" if k < SILENCE_SPLIT[0] * seconds else
                      "validation" if k < SILENCE_SPLIT[1] * seconds else "test")
             rows.append({"id": f"_background_noise_/{wav.name}#{k:g}", "path": str(wav), "clip_start": k,
                          "clip_end": k + 1.0, "label": SILENCE, "split": split,
-                         "hear_split": "validation" if wav.stem.startswith(HEAR_VALID_NOISE) else "train",
-                         "archive": "main", "on_second": start % rate == 0, "speaker": ""})
+                         "hear_split": hear if start < frames - rate else "", "archive": "main",
+                         "on_second": on_second, "speaker": ""})
     return rows
 
 
