@@ -9,9 +9,9 @@ failed check raises `ProtocolError` (never `assert`, which `python -O`
 removes).
 
 Validation rules of the fold datasets (`OfficialFolds`), by name:
-- `carve` (EVAR's): the held-out fold tests; 10% of the other folds' items,
-  stratified by class and never splitting a group, validate; the rest (90% of
-  4 ESC-50 folds) trains.
+- `carve` (EVAR's: 10% of the training folds validate): the held-out fold
+  tests; 10% of the other folds' items, stratified by class and, here, never
+  splitting a group, validate; the rest (90% of 4 ESC-50 folds) trains.
 - `next-fold` (HEAR's): the fold after the test fold validates, the others
   (3 of 5 ESC-50 folds) train.
 """
