@@ -9,9 +9,9 @@ from tqdm.auto import tqdm
 
 from .datasets import DatasetError
 from .errors import UserError
-from .protocols import OfficialFolds
 from .metrics import evaluate, scorer
 from .probe_io import save_probe
+from .protocols import OfficialFolds
 from .results import append_csv, csv_row, now, summarize, write_json
 from .store import FeatureSet, FeatureStore
 from .task import Task
@@ -71,10 +71,10 @@ def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, p
     epoch before testing (validation metrics stay those of the probe that
     chose them)."""
     protocol = task.protocol(protocol_name)
-    if validation is not None and validation != protocol.validation:
+    if validation is not None and validation != protocol.validation and split == "official":
         protocol = protocol.with_validation(validation)
     else:
-        validation = None  # the protocol's default: file names stay as they were
+        validation = None  # the protocol's default (or a random split): file names stay as they were
     if split == "random":
         protocol = protocol.with_random_split(valid_size=0.0 if recipe.select == "last" else 0.1)
     elif split != "official":
