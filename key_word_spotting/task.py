@@ -30,7 +30,7 @@
 SUPERB and HEAR features of the other dataset version run but are recorded as
 not comparable (`variant`). A missing test archive is named in one sentence.
 """
-from common.datasets.speech_commands import (DOWNLOAD, SILENCE, TWELVE_CLASSES, main_archive_items,
+from common.datasets.speech_commands import (DOWNLOAD, DOWNLOADS, SILENCE, TWELVE_CLASSES, main_archive_items,
                                              read_speech_commands, require_test_archive, twelve_class_label)
 from common.protocols import OfficialSplit, Protocol
 from common.task import Task
@@ -40,7 +40,7 @@ SUPERB_TEST, HEAR_TEST = "speech_commands_test_set_v0.01", "speech_commands_test
 
 TASK = Task(
     name="speech_commands", title="Speech Commands", folder=__file__, read=read_speech_commands,
-    data_env="SPEECH_COMMANDS_ROOT", download=DOWNLOAD,
+    data_env="SPEECH_COMMANDS_ROOT", download=DOWNLOAD, downloads=DOWNLOADS,
     protocols={
         "full": Protocol("full", LISTS, select=lambda items: main_archive_items(items) & (items["label"] != SILENCE),
                          description="every word is a class (30 in v0.01, 35 in v0.02), official lists, "
