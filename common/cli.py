@@ -123,7 +123,9 @@ def train_parser(task: Task) -> argparse.ArgumentParser:
     p.add_argument("--refit", action="store_true",
                    help="after choosing lr and epoch on validation, retrain on training + validation items at "
                         "that lr and epoch before testing (validation metrics stay those measured before)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="probe seeds; mean ± std over them")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="probe seeds; mean ± std over them (default: 0 1 2 on single-split protocols, 0 on k-fold "
+                        "protocols, whose folds give the spread)")
     p.add_argument("--recipe", default="default", choices=("default", "seeds"),
                    help=f"default: lr grid {list(DEFAULT_RECIPE.lrs)} and epoch picked on validation "
                         f"({DEFAULT_RECIPE.name}); seeds: the seeds' lr 1e-3, batch 8, 100 epochs, last epoch")
@@ -177,7 +179,7 @@ def train_main(task: Task, argv: list[str] | None = None) -> list[dict]:
     protocols = args.protocol or list(task.protocols)
     try:
         rows = run_probes(task, stores, layer=args.layer, heads=heads, protocols=protocols, split=args.split,
-                          subset=getattr(args, "subset", None), recipe=recipe, seeds=tuple(args.seeds),
+                          subset=getattr(args, "subset", None), recipe=recipe, seeds=args.seeds,
                           device=device, work_dir=work_dir, plots=not args.no_plots,
                           validation=getattr(args, "validation", None), refit=args.refit)
     except USER_ERRORS as err:

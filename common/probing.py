@@ -11,7 +11,7 @@ from .datasets import DatasetError
 from .errors import UserError
 from .metrics import evaluate, scorer
 from .probe_io import save_probe
-from .protocols import OfficialFolds
+from .protocols import OfficialFolds, Protocol
 from .results import append_csv, csv_row, now, summarize, write_json
 from .store import FeatureSet, FeatureStore
 from .task import Task
@@ -19,6 +19,14 @@ from .training import DEFAULT_RECIPE, Recipe, cpu_threads, refit_probe, train_pr
 
 
 WEIGHTED = "weighted"  # learnable weighted sum of all stored layers (SUPERB's featurizer)
+SINGLE_SPLIT_SEEDS = (0, 1, 2)
+
+
+def default_seeds(protocol: Protocol) -> tuple[int, ...]:
+    """Probe seeds when none are given: one per fold on k-fold protocols (the
+    folds give the spread), three on single-split protocols, so that every
+    leaderboard cell has a mean ± std."""
+    return (0,) if isinstance(protocol.split, OfficialFolds) else SINGLE_SPLIT_SEEDS
 
 
 def layer_matrix(features: FeatureSet, layer: str) -> np.ndarray:
@@ -56,20 +64,22 @@ def probe_layers(settings: dict, spec: str | None) -> tuple[list[str], list[str]
 
 def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, protocol_name: str, *,
                       split: str = "official", subset: str | None = None, recipe: Recipe = DEFAULT_RECIPE,
-                      seeds: tuple[int, ...] = (0,), device="cpu", work_dir: Path | None = None,
+                      seeds: tuple[int, ...] | None = None, device="cpu", work_dir: Path | None = None,
                       store_name: str = "", progress: bool = True, plots: bool = True,
                       store_path: Path | None = None, validation: str | None = None, refit: bool = False) -> dict:
     """Train `head` on `layer` of the stored features under one protocol, for
-    every fold and seed; write the run's JSON, its split table and a CSV row,
-    the probe of the first fold and seed (safetensors + JSON, for predict.py)
-    and, with `plots`, PNG figures beside the JSON.
+    every fold and seed (`seeds` None: `default_seeds`); write the run's
+    JSON, its split table and a CSV row, the probe of the first fold and seed
+    (safetensors + JSON, for predict.py) and, with `plots`, PNG figures beside
+    the JSON. Every run is scored on its test part and, with the same probe,
+    on its validation part (`valid_metrics`: the predictions of the probe
+    that chose lr and epoch, made before any refit).
 
     Learning rate and epoch are chosen on the validation part by the
     protocol's selection metric. `validation` names the rule of a fold
     protocol (`carve` or `next-fold`; None: the protocol's own); `refit`
     retrains each probe on training and validation items at the chosen lr and
-    epoch before testing (validation metrics stay those of the probe that
-    chose them)."""
+    epoch before testing."""
     protocol = task.protocol(protocol_name)
     if validation is not None and validation != protocol.validation and split == "official":
         protocol = protocol.with_validation(validation)
@@ -79,6 +89,7 @@ def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, p
         protocol = protocol.with_random_split(valid_size=0.0 if recipe.select == "last" else 0.1)
     elif split != "official":
         raise ValueError(f"unknown split {split!r}: official or random")
+    seeds = tuple(seeds) if seeds else default_seeds(protocol)
     items = features.items
     rows = np.arange(len(items))
     if subset:
@@ -109,6 +120,8 @@ def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, p
                 fit = train_probe(head, x[fold.train], data.y[fold.train], x[fold.valid], data.y[fold.valid],
                                   len(data.classes), recipe, seed=seed, device=device, progress=bar,
                                   select_by=select_by, balanced=protocol.balanced_sampling)
+                # the same metrics on the validation part, of the probe that chose lr and epoch (before
+                # any refit): what the report chooses heads by, never test
                 valid_metrics = (evaluate(data.y[fold.valid], fit.valid_predictions, data.classes,
                                           protocol.normal_class) if fit.valid_predictions is not None else None)
                 if refit and len(fold.valid):
@@ -159,7 +172,7 @@ def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, p
         "classes": data.classes, "primary_metric": protocol.metric, "selection_metric": protocol.selected_by,
         "validation": protocol.validation, "refit": bool(refit), "balanced_sampling": protocol.balanced_sampling,
         "protocol_variant": protocol.variant, "protocol_comparable": protocol.comparable and not variant_notes,
-        "summary": summarize(runs), "runs": runs,
+        "summary": summarize(runs), "valid_summary": summarize(runs, "valid_metrics"), "runs": runs,
         "num_items": len(data.items), "dataset_complete": bool(features.meta.get("dataset_complete", True)),
         "dataset_notes": features.meta.get("dataset_notes", []) + variant_notes,
         "num_failed": features.meta.get("num_failed", 0),
@@ -229,7 +242,7 @@ def layer_plots(results: list[dict], work_dir: Path | None, task: Task) -> list[
 
 def run_probes(task: Task, stores: list[FeatureStore], *, layer: str | None = None, heads=("linear", "three_layer"),
                protocols=None, split: str = "official", subset: str | None = None, recipe: Recipe = DEFAULT_RECIPE,
-               seeds: tuple[int, ...] = (0,), device="cpu", work_dir: Path | None = None,
+               seeds: tuple[int, ...] | None = None, device="cpu", work_dir: Path | None = None,
                progress: bool = True, plots: bool = True, validation: str | None = None,
                refit: bool = False) -> list[dict]:
     """Every (store, layer, protocol, head) combination; returns the CSV rows.
