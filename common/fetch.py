@@ -257,9 +257,9 @@ def fetch_hub_file(remote: HubFile, by_hand: str) -> Path:
     """`remote` in the Hugging Face cache, fetched there once and verified.
     The cache is tried first (no network call once the file is there; an LFS
     blob there is named by its sha256, which must be the recorded one). Online,
-    the hub's metadata gives the commit `remote.revision` resolves to and the
-    LFS sha256 it publishes; that commit is downloaded and its sha256 computed:
-    a mismatch deletes the file and raises ChecksumError. `by_hand`: the folder
+    the hub's metadata gives the LFS sha256 it publishes for `remote.revision`;
+    the file is downloaded and its sha256 computed: a mismatch (also: the
+    revision moved in between) deletes the file and raises ChecksumError. `by_hand`: the folder
     to put the file in instead, for messages."""
     import huggingface_hub
     import pooch
@@ -292,8 +292,8 @@ def fetch_hub_file(remote: HubFile, by_hand: str) -> Path:
                             f"and put it in {by_hand}")
     print(f"fetching {remote.filename} ({_size(meta.size)}) from {remote.url} at commit {meta.commit_hash}",
           file=sys.stderr)
-    try:  # the resolved commit, so that the file and the published hash belong together
-        path = Path(huggingface_hub.hf_hub_download(**where, revision=meta.commit_hash or remote.revision))
+    try:  # by the same revision, so that the cache's refs/main is written for the next (offline) run
+        path = Path(huggingface_hub.hf_hub_download(**where, revision=remote.revision))
     except Exception as err:
         raise FetchError(f"downloading {remote.filename} from {remote.url} failed ({type(err).__name__}: "
                          f"{str(err)[:200]}); run again to continue") from err

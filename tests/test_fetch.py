@@ -440,20 +440,21 @@ class FakeHub:
                            "revision": revision, "local_files_only": local_files_only})
         storage = self.storage(repo_id, repo_type)
         ref = storage / "refs" / (revision or "main")
-        commit = ref.read_text() if ref.is_file() else revision
-        entry = storage / "snapshots" / str(commit) / filename
         if local_files_only:
+            entry = storage / "snapshots" / (ref.read_text() if ref.is_file() else str(revision)) / filename
             if not entry.exists():
                 raise LocalEntryNotFoundError(f"{filename} is not in the cache")
             return str(entry)
-        assert revision == self.commit  # the fetch asks for the commit the metadata resolved
+        commit = self.commit if revision in (None, "main") else revision
+        if commit != revision:  # a branch is remembered as the commit it resolved to, as the hub client does
+            ref.parent.mkdir(parents=True, exist_ok=True)
+            ref.write_text(commit)
         blob = storage / "blobs" / self.published[filename]
         blob.parent.mkdir(parents=True, exist_ok=True)
         blob.write_bytes(self.files[filename])
+        entry = storage / "snapshots" / commit / filename
         entry.parent.mkdir(parents=True, exist_ok=True)
         entry.symlink_to(blob)
-        (storage / "refs").mkdir(exist_ok=True)
-        (storage / "refs" / "main").write_text(self.commit)
         return str(entry)
 
     def get_hf_file_metadata(self, url, **kw):
@@ -489,7 +490,7 @@ def test_audiosep_files_come_from_the_space_verified_and_cached(hub, weights, tm
     assert path.read_bytes() == hub.files[remote.path] and not local.exists()
     downloads = [c for c in hub.fetches() if c["call"] == "download"]
     assert downloads == [{"call": "download", "repo_id": "Audio-AGI/AudioSep", "filename": remote.path,
-                          "repo_type": "space", "revision": FakeHub.commit, "local_files_only": False}]
+                          "repo_type": "space", "revision": None, "local_files_only": False}]  # main
     assert f"/spaces/Audio-AGI/AudioSep/resolve/main/{remote.path}" in hub.fetches()[0]["url"]
     assert hub_cache_record(path) == {"revision": FakeHub.commit,
                                       "sha256": hashlib.sha256(hub.files[remote.path]).hexdigest()}
