@@ -396,10 +396,19 @@ class WhisperEncoder(TransformersEncoder):
 class ASTEncoder(TransformersEncoder):
     """Audio Spectrogram Transformer (AudioSet fine-tuned). Layers: the hidden
     states layer0..layerL and `token_mean` (last_hidden_state) as patch
-    tokens without the cls/distillation tokens (all frames valid: the model
-    sees the padded spectrogram), and `pooled` (pooler output, clip-level,
-    the default). Each item is featurised on its own samples and padded to
-    max_length frames, so batching is padding-invariant."""
+    tokens, and `pooled` (pooler output, clip-level, the default). Each item
+    is featurised on its own samples and padded to max_length frames, so
+    batching is padding-invariant.
+
+    Patch tokens that cover only padding are masked out. The patch grid comes
+    from the config: a patch_size x patch_size conv with strides
+    (frequency_stride, time_stride) over the [mel, max_length] fbank gives
+    f x t patches, flattened frequency-major (token k has time index k % t),
+    and time patch j starts at fbank frame j * time_stride; it is valid while
+    that frame holds real audio. The item's fbank frames are Kaldi's
+    (25 ms window, 10 ms shift, no edge padding: 1 + (n - 400) // 160 at 16
+    kHz). The cls and distillation tokens (first two) are never part of the
+    token layers: they summarise the clip and form the `pooled` layer."""
 
     sample_rate = 16000
     window_seconds = 10.24
@@ -412,27 +421,42 @@ class ASTEncoder(TransformersEncoder):
     model_types = ("audio-spectrogram-transformer",)
     extra_files = ("preprocessor_config.json",)
     special_tokens = 2  # cls + distillation
+    fbank_window, fbank_shift = 400, 160  # Kaldi fbank defaults at 16 kHz: 25 ms, 10 ms
 
     def __init__(self, model, directory, weights):
         super().__init__(model, directory, weights)
         config = model.config
         self.feature_extractor, self.has_preprocessor = self.load_feature_extractor(
             directory, "ASTFeatureExtractor", num_mel_bins=config.num_mel_bins, max_length=config.max_length)
+        self.max_frames = int(self.feature_extractor.max_length)
+        self.frequency_patches, self.time_patches = model.embeddings.get_shape(config)
+        self.time_stride = config.time_stride
         self.layers = self._hidden_layers(config.num_hidden_layers, config.hidden_size)
         self.layers += [Layer("token_mean", config.hidden_size), Layer("pooled", config.hidden_size)]
         self.default_layer = "pooled"
-        self.settings = {"preprocessor_config": self.has_preprocessor}
+        # token layers of earlier versions averaged padding tokens too: a new config, new stores
+        self.settings = {"preprocessor_config": self.has_preprocessor, "token_mask": "padding-only patches excluded"}
+
+    def token_mask(self, lengths: torch.Tensor) -> torch.Tensor:
+        """[B, f * t] True for the patch tokens whose time patch starts on an
+        fbank frame of real audio (items of `lengths` samples)."""
+        samples = lengths.clamp(min=self.fbank_window)  # shorter items are zero-padded to one frame
+        frames = (1 + (samples - self.fbank_window) // self.fbank_shift).clamp(max=self.max_frames)
+        starts = torch.arange(self.time_patches, device=lengths.device) * self.time_stride
+        valid_times = starts[None, :] < frames[:, None]  # [B, t]; patch 0 always holds real frames
+        return valid_times.repeat(1, self.frequency_patches)
 
     def _run(self, waveforms, lengths, layers):
         audio = []
         for w, n in zip(waveforms, lengths):
             item = w[: int(n)].detach().cpu().numpy()
-            if len(item) < 400:
-                item = np.pad(item, (0, 400 - len(item)))
+            if len(item) < self.fbank_window:
+                item = np.pad(item, (0, self.fbank_window - len(item)))
             audio.append(item)
         feats = self.feature_extractor(audio, sampling_rate=self.sample_rate, return_tensors="pt").input_values
         out = self.model(feats.to(waveforms.device), output_hidden_states=True)
         states = self._hidden_states(out)
+        tokens_valid = self.token_mask(lengths).to(out.last_hidden_state.device)
         result = {}
         for name in layers:
             if name == "pooled":
@@ -440,8 +464,7 @@ class ASTEncoder(TransformersEncoder):
                 result[name] = (pooled, torch.ones(pooled.shape[:2], dtype=torch.bool, device=pooled.device))
                 continue
             tokens = (out.last_hidden_state if name == "token_mean" else states[int(name[5:])])
-            tokens = tokens[:, self.special_tokens:]
-            result[name] = (tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device))
+            result[name] = (tokens[:, self.special_tokens:], tokens_valid)
         return result
 
 
