@@ -579,6 +579,11 @@ def main(argv: list[str] | None = None) -> Leaderboard:
                                   args.all_layers)
     except UserError as err:
         sys.exit(f"error: {err}")
+    from .separation.report import write_separation_section
+    separation = write_separation_section(args.work_dir, Path(args.out), with_published=not args.no_published)
+    if not board.entries and separation:
+        print(separation)
+        return board
     if not board.entries:
         where = ", ".join(map(str, args.work_dir)) if args.work_dir else "the task folders and demo_runs/"
         sys.exit(f"error: no results.csv with results found under {where}: run train.py or "
@@ -591,6 +596,9 @@ def main(argv: list[str] | None = None) -> Leaderboard:
     if board.comparisons:
         print()
         print(board.comparison_markdown())
+    if separation:
+        print()
+        print(separation)
     print()
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return board
