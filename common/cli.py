@@ -13,6 +13,7 @@ from .encoders.checkpoints import CheckpointError
 from .errors import UserError
 from .fetch import add_fetch_options, apply_fetch_options, fetch_task_data
 from .pooling import POOLINGS
+from .protocols import VALIDATION_RULES, OfficialFolds
 from .store import FeatureStore, StoreMismatchError, find_stores
 from .task import Task
 from .training import DEFAULT_RECIPE, SEEDS_RECIPE, Recipe
@@ -114,6 +115,14 @@ def train_parser(task: Task) -> argparse.ArgumentParser:
                    help="official protocol split, or the seeds' random 80/20 split with seed 42")
     if task.subsets:
         p.add_argument("--subset", choices=list(task.subsets), help="restrict to a subset of the classes")
+    if any(isinstance(pr.split, OfficialFolds) for pr in task.protocols.values()):
+        p.add_argument("--validation", choices=VALIDATION_RULES, default=None,
+                       help="validation part of each fold: carve = 10%% of the training folds, stratified and "
+                            "group-safe (EVAR's rule, the default); next-fold = the fold after the test fold "
+                            "(HEAR's rule)")
+    p.add_argument("--refit", action="store_true",
+                   help="after choosing lr and epoch on validation, retrain on training + validation items at "
+                        "that lr and epoch before testing (validation metrics stay those measured before)")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="probe seeds; mean ± std over them (default: 0 1 2 on single-split protocols, 0 on k-fold "
                         "protocols, whose folds give the spread)")
@@ -171,7 +180,8 @@ def train_main(task: Task, argv: list[str] | None = None) -> list[dict]:
     try:
         rows = run_probes(task, stores, layer=args.layer, heads=heads, protocols=protocols, split=args.split,
                           subset=getattr(args, "subset", None), recipe=recipe, seeds=args.seeds,
-                          device=device, work_dir=work_dir, plots=not args.no_plots)
+                          device=device, work_dir=work_dir, plots=not args.no_plots,
+                          validation=getattr(args, "validation", None), refit=args.refit)
     except USER_ERRORS as err:
         _fail(err)
     print()

@@ -33,7 +33,7 @@ def write_json(result: dict, path: Path) -> Path:
 def csv_row(result: dict) -> dict:
     summary, metric = result["summary"], result["primary_metric"]
     row = {k: result[k] for k in ("task", "variant", "encoder", "store", "layer", "pooling", "head", "protocol",
-                                  "split", "subset", "recipe_name")}
+                                  "split", "subset", "recipe_name", "validation", "refit", "selection_metric")}
     valid = result.get("valid_summary", {}).get(metric, {})
     row.update({"metric": metric, "mean": summary[metric]["mean"], "std": summary[metric]["std"],
                 "valid_mean": valid.get("mean", ""), "valid_std": valid.get("std", ""),
