@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..fetch import hub_cache_record
 from .base import Encoder, Layer
 from .checkpoints import CheckpointError, load_strict, local_or_fetched, read_state_dict, require_file
 
@@ -318,8 +319,10 @@ class AudioSepEncoder(Encoder):
 
     def config(self) -> dict:
         ckpt = self.checkpoint
+        fetched = hub_cache_record(ckpt) if ckpt else {}  # from the Hugging Face cache: which commit, which file
         return {"checkpoint": ckpt.name if ckpt else None,
                 "checkpoint_bytes": ckpt.stat().st_size if ckpt else None,
+                **{f"checkpoint_{key}": value for key, value in fetched.items()},
                 # The embedding's hash, not its path, decides whether stores match.
                 "query": self.query_path.name if self.query_path else "zeros",
                 "query_sha1": None if self.query_path is None else

@@ -336,7 +336,10 @@ class WavLMEncoder(_Wav2Vec2Family):
 class Data2VecAudioEncoder(_Wav2Vec2Family):
     default_dir = "data2vec-audio-base"
     hub_id = "facebook/data2vec-audio-base"
-    hub_revision = None  # no commit hash could be verified: main
+    # No commit hash of this repository is quoted in any public code or issue
+    # we could search (MTEB pins only data2vec-audio-base-960h), so `main`;
+    # the commit actually fetched is recorded with the features.
+    hub_revision = None
     model_class = "Data2VecAudioModel"
     model_types = ("data2vec-audio",)
 
