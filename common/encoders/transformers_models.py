@@ -402,14 +402,13 @@ class ASTEncoder(TransformersEncoder):
         self.default_layer = "pooled"
         self.settings = {"preprocessor_config": self.has_preprocessor}
 
+    def input_values(self, audio: Sequence[np.ndarray]) -> torch.Tensor:
+        """The checkpoint's fbank features of each 16 kHz clip, [B, max_length, mels]."""
+        audio = [np.pad(item, (0, max(0, 400 - len(item)))) for item in audio]  # at least one fbank frame
+        return self.feature_extractor(audio, sampling_rate=self.sample_rate, return_tensors="pt").input_values
+
     def _run(self, waveforms, lengths, layers):
-        audio = []
-        for w, n in zip(waveforms, lengths):
-            item = w[: int(n)].detach().cpu().numpy()
-            if len(item) < 400:
-                item = np.pad(item, (0, 400 - len(item)))
-            audio.append(item)
-        feats = self.feature_extractor(audio, sampling_rate=self.sample_rate, return_tensors="pt").input_values
+        feats = self.input_values([w[: int(n)].detach().cpu().numpy() for w, n in zip(waveforms, lengths)])
         out = self.model(feats.to(waveforms.device), output_hidden_states=True)
         states = self._hidden_states(out)
         result = {}
@@ -422,6 +421,50 @@ class ASTEncoder(TransformersEncoder):
             tokens = tokens[:, self.special_tokens:]
             result[name] = (tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device))
         return result
+
+
+class ASTTagger(ASTEncoder):
+    """The same checkpoint with its AudioSet classifier head kept (the
+    AST-guided separator's classifier): `tag` gives a clip's class
+    probabilities and how much the last block's cls and distillation tokens
+    attend to each patch of the spectrogram grid."""
+
+    model_class = "ASTForAudioClassification"
+
+    def __init__(self, model, directory, weights):
+        super().__init__(model.audio_spectrogram_transformer, directory, weights)
+        self.classifier = model.classifier
+        self.id2label = {int(k): v for k, v in model.config.id2label.items()}
+        #: (frequency rows, time columns) of the patch grid
+        self.patch_grid = tuple(self.model.embeddings.get_shape(model.config))
+
+    @torch.no_grad()
+    def tag(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(sigmoid class probabilities [labels], attention [rows, columns])
+        of one 16 kHz clip. The attention is the softmax of the last block's
+        queries of the two special tokens against every patch key, averaged
+        over heads and both tokens; only the queries of those two tokens are
+        recomputed (from the block's input, caught by a hook), so no
+        tokens x tokens matrix is kept."""
+        block = self.model.layers[-1]
+        caught = {}
+        hook = block.attention.register_forward_pre_hook(lambda _, args: caught.setdefault("x", args[0]))
+        try:
+            out = self.model(self.input_values([audio]))
+        finally:
+            hook.remove()
+        attn, x = block.attention, caught["x"]
+        heads = attn.num_attention_heads
+
+        def split(t):  # [1, N, heads * dim] -> [1, heads, N, dim]
+            return t.view(t.shape[0], t.shape[1], heads, -1).transpose(1, 2)
+
+        queries = split(attn.q_proj(x[:, : self.special_tokens]))
+        keys = split(attn.k_proj(x))
+        weights = torch.softmax(queries @ keys.transpose(-1, -2) * attn.scaling, dim=-1)
+        patches = weights.mean(dim=(1, 2))[0, self.special_tokens:]
+        probabilities = torch.sigmoid(self.classifier(out.pooler_output))[0]
+        return probabilities.numpy(), patches.reshape(self.patch_grid).numpy()
 
 
 # ---- CLAP -------------------------------------------------------------------------
