@@ -17,7 +17,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from common.errors import UserError  # noqa: E402
-from common.separation import Query, build_separator, separator_class  # noqa: E402
+from common.separation import Query, Separated, build_separator, separator_class  # noqa: E402
 from common.separation.ast_guided import (DANGER_IDS, HELP_IDS, WARNING_IDS, ASTGuidedSeparator,  # noqa: E402
                                           EventSinkWarning, category, esc50_audioset_labels)
 
@@ -169,8 +169,9 @@ def test_options_are_checked(pretrained):
 
 
 def test_events_json_and_debug_figures(pretrained, tmp_path):
-    sep = build_separator("ast_guided", pretrained, max_passes=2, min_eratio=0.0, debug="true")
+    sep = build_separator("ast_guided", pretrained, max_passes=2, min_eratio=0.0, debug=True)
     out = sep.separate(mixture(), Query(text="siren"))
+    out = Separated(target=out.target, sources=dict(out.sources), info=dict(out.info))  # as the pipeline does
     written = sep.write_extras(tmp_path, out, 44100)
     record = json.loads((tmp_path / "events.json").read_text())
     assert record["events"] == json.loads(json.dumps(out.info["events"]))

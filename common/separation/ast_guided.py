@@ -35,6 +35,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+import uuid
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -68,17 +69,6 @@ def category(audioset_id: int) -> str:
     if audioset_id in WARNING_IDS:
         return "Warning"
     return "Other"
-
-
-def _flag(value) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise UserError(f"expected true or false, got {value!r}")
 
 
 def _query_key(text: str) -> str:
@@ -123,7 +113,7 @@ class ASTGuidedSeparator(Separator):
                      "a sound with less than this fraction of the mixture's energy is cut conservatively"),
         MethodOption("mask_center", float, 0.6, "score at which the soft mask is 0.5"),
         MethodOption("mask_slope", float, 20.0, "steepness of the soft mask's sigmoid"),
-        MethodOption("debug", _flag, False, "write debug_pass_NN.png per pass (spectrograms, mask, profile)"),
+        MethodOption("debug", bool, False, "write debug_pass_NN.png per pass (spectrograms, mask, profile)"),
         MethodOption("backend_url", str, None, "POST each event as JSON to this URL after the files are written"),
         MethodOption("backend_timeout", float, 2.0, "seconds per POST attempt"),
         MethodOption("backend_retries", int, 2, "extra attempts per event after a failed POST"),
@@ -156,7 +146,9 @@ class ASTGuidedSeparator(Separator):
                 raise UserError(f"ast_guided: {message}.")
         self.tagger = tagger
         self.ast_calls = 0
-        self._traces: tuple[int, list[PassTrace]] | None = None
+        # debug traces of recent runs by run id (the pipeline hands write_extras
+        # a copy of the Separated, resampled, with the same info)
+        self._traces: dict[str, list[PassTrace]] = {}
         self._stft_to_rows = self._frequency_map()
 
     @classmethod
@@ -345,9 +337,12 @@ class ASTGuidedSeparator(Separator):
             },
             "seconds": round(time.perf_counter() - started, 3),
         }
-        separated = Separated(target=target, sources=sources, info=info)
-        self._traces = (id(separated), traces) if o["debug"] else None
-        return separated
+        if o["debug"]:
+            info["run"] = uuid.uuid4().hex
+            self._traces[info["run"]] = traces
+            while len(self._traces) > 4:  # runs whose extras were never written
+                self._traces.pop(next(iter(self._traces)))
+        return Separated(target=target, sources=sources, info=info)
 
     def target_pass(self, events: list[dict], probabilities: list[np.ndarray], query: Query):
         """Which pass estimates the queried source: the first whose top label is
@@ -379,8 +374,9 @@ class ASTGuidedSeparator(Separator):
         record = {k: info[k] for k in ("events", "ast_calls", "passes", "stopped", "target_pass", "target_rule",
                                        "energy", "seconds")}
         written = [write_json(record, out_dir / "events.json")]
-        if self._traces is not None and self._traces[0] == id(separated):
-            for event, trace in zip(info["events"], self._traces[1]):
+        traces = self._traces.pop(info.get("run"), None)
+        if traces is not None:
+            for event, trace in zip(info["events"], traces):
                 written.append(debug_figure(trace, event, out_dir / f"debug_pass_{event['pass']:02d}.png",
                                             self.options["hop"]))
         if self.options["backend_url"]:
