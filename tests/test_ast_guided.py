@@ -76,6 +76,24 @@ def test_tag_attention_is_the_last_blocks_special_token_attention(pretrained):
     assert int(probs.argmax()) == SIREN
 
 
+def test_cropped_tagging_is_exact_for_a_full_window_and_shorter_otherwise(pretrained):
+    from common.encoders.transformers_models import ASTTagger
+    tagger = ASTTagger.from_options(pretrained)
+    full = mixture(10.24)
+    (p1, a1), (p2, a2) = tagger.tag(full), tagger.tag(full, crop=True)
+    np.testing.assert_allclose(p1, p2, rtol=1e-5)
+    np.testing.assert_allclose(a1, a2, rtol=1e-4, atol=1e-7)
+    probs, attention = tagger.tag(full[: int(4.096 * SR)], crop=True)
+    assert attention.shape == (12, 41)  # 408 fbank frames: 41 patch columns (the last partly padding), not 101
+    assert np.isclose(attention.sum(), attention.sum(1).sum()) and attention.min() >= 0
+    # the model is left as it was
+    assert tagger.model.embeddings.position_embeddings.shape[1] == 2 + 12 * 101
+    sep = build_separator("ast_guided", pretrained, max_passes=2, min_eratio=0.0, ast_crop=True)
+    out = sep.separate(mixture(), Query())
+    assert out.info["ast_calls"] == 2
+    np.testing.assert_allclose(sum(out.sources.values()), mixture(), atol=1e-5)
+
+
 def test_passes_energy_identity_and_ast_calls(pretrained):
     sep = build_separator("ast_guided", pretrained, max_passes=3, min_eratio=0.0)
     mix = mixture()

@@ -103,6 +103,9 @@ class ASTGuidedSeparator(Separator):
         MethodOption("window_seconds", float, 4.096, "audio AST classifies in a pass, centred on the anchor"),
         MethodOption("anchor_seconds", float, 0.512,
                      "length of the loudest stretch that places the window and gives the spectrum template"),
+        MethodOption("ast_crop", bool, False,
+                     "run AST on the window's own patch columns only (about 2.5x faster for 4 s windows; "
+                     "the checkpoint was finetuned on 10 s clips, so its probabilities shift a little)"),
         MethodOption("n_fft", int, 400, "STFT size of the mask (AST's 25 ms frame at 16 kHz)"),
         MethodOption("hop", int, 160, "STFT hop of the mask (AST's 10 ms)"),
         MethodOption("omega_q_aggressive", float, 0.7, "spectrum quantile kept whole for normal sounds"),
@@ -245,7 +248,7 @@ class ASTGuidedSeparator(Separator):
         # frames centred inside [start, end) (the last one too when the window ends the clip)
         frames = (-(-start // hop), power.shape[1] if end >= total else -(-end // hop))
 
-        probabilities, patch_attention = self.tagger.tag(residual[start:end].astype(np.float32))
+        probabilities, patch_attention = self.tagger.tag(residual[start:end].astype(np.float32), crop=o["ast_crop"])
         self.ast_calls += 1
         top = int(probabilities.argmax())
         attention = self._frequency_attention(patch_attention, end - start)
