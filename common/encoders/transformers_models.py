@@ -441,7 +441,8 @@ class ASTTagger(ASTEncoder):
     @torch.no_grad()
     def tag(self, audio: np.ndarray, crop: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(sigmoid class probabilities [labels], attention [rows, columns])
-        of one 16 kHz clip. The attention is the softmax of the last block's
+        of one 16 kHz clip, columns: the patch columns holding the clip
+        (those after it see only padding). The attention is the softmax of the last block's
         queries of the two special tokens against every patch key, averaged
         over heads and both tokens; only the queries of those two tokens are
         recomputed (from the block's input, caught by a hook), so no
@@ -455,9 +456,10 @@ class ASTTagger(ASTEncoder):
         full = embeddings.position_embeddings
         config = self.model.config
         rows, columns = self.patch_grid
+        frames = 1 + max(0, len(audio) - 400) // 160  # fbank frames of the clip itself
+        audio_columns = min(columns, max(1, -(-(frames - config.patch_size) // config.time_stride) + 1))
         if crop:
-            frames = 1 + max(0, len(audio) - 400) // 160  # fbank frames of the clip itself
-            columns = min(columns, max(1, -(-(frames - config.patch_size) // config.time_stride) + 1))
+            columns = audio_columns
             features = features[:, : (columns - 1) * config.time_stride + config.patch_size]
             grid = full[:, self.special_tokens:].reshape(1, rows, self.patch_grid[1], -1)[:, :, :columns]
             embeddings.position_embeddings = torch.nn.Parameter(
@@ -482,7 +484,7 @@ class ASTTagger(ASTEncoder):
         weights = torch.softmax(queries @ keys.transpose(-1, -2) * attn.scaling, dim=-1)
         patches = weights.mean(dim=(1, 2))[0, self.special_tokens:]
         probabilities = torch.sigmoid(self.classifier(out.pooler_output))[0]
-        return probabilities.numpy(), patches.reshape(rows, columns).numpy()
+        return probabilities.numpy(), patches.reshape(rows, columns)[:, :audio_columns].numpy()
 
 
 # ---- CLAP -------------------------------------------------------------------------

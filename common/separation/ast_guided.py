@@ -54,6 +54,9 @@ DANGER_IDS = frozenset({396, 397, 398, 399, 400, 426, 436})
 HELP_IDS = frozenset({23, 14, 354, 355, 356, 359})
 WARNING_IDS = frozenset({288, 364, 388, 389, 390, 439, 391, 392, 393, 395, 440, 441, 443, 456, 469, 470,
                          478, 479})
+# a pass removing less than this fraction of the mixture's energy changed
+# nothing: the next pass would see the same residual and do the same
+NO_PROGRESS = 1e-6
 ESC50_TABLE = Path(__file__).with_name("esc50_audioset_labels.csv")
 
 
@@ -191,13 +194,6 @@ class ASTGuidedSeparator(Separator):
         fb = fb[:, nearest] / weight[nearest]
         return fb.T @ mel_rows
 
-    def _frequency_attention(self, attention: np.ndarray, samples: int) -> np.ndarray:
-        """[STFT bins] attention of the columns holding the window's audio."""
-        cfg = self.tagger.model.config
-        frames = 1 + max(0, samples - 400) // 160  # AST fbank: 25 ms frames, 10 ms hop
-        columns = int(np.clip(np.ceil(frames / cfg.time_stride), 1, attention.shape[1]))
-        return self._stft_to_rows @ attention[:, :columns].sum(1)
-
     # ---- separation -----------------------------------------------------------------
     def _stft(self, x: np.ndarray) -> np.ndarray:
         import librosa
@@ -251,7 +247,7 @@ class ASTGuidedSeparator(Separator):
         probabilities, patch_attention = self.tagger.tag(residual[start:end].astype(np.float32), crop=o["ast_crop"])
         self.ast_calls += 1
         top = int(probabilities.argmax())
-        attention = self._frequency_attention(patch_attention, end - start)
+        attention = self._stft_to_rows @ patch_attention.sum(1)  # [STFT bins]
         attention = attention / max(attention.max(), 1e-20)
         spectrum = power[:, a0:a1].mean(1)
         spectrum = spectrum / max(spectrum.max(), 1e-20)
@@ -308,7 +304,7 @@ class ASTGuidedSeparator(Separator):
             events.append(event)
             probabilities.append(probs)
             traces.append(trace)
-            if event["energy_ratio"] == 0.0:
+            if event["energy_ratio"] < NO_PROGRESS:
                 stopped = "no_progress"
                 break
         else:
@@ -320,7 +316,8 @@ class ASTGuidedSeparator(Separator):
         sources[f"{len(sounds):02d}_residual"] = residual.astype(np.float32)
         target = sources[f"{target_pass:02d}_separated"] if target_pass is not None \
             else np.zeros(len(mixture), np.float32)
-        reconstruction = residual + (np.sum(sounds, axis=0) if sounds else 0.0)
+        # the identity as written: the float32 outputs summed
+        reconstruction = np.sum([s.astype(np.float64) for s in sources.values()], axis=0)
         output_energy = float(np.sum(reconstruction ** 2))
         info = {
             "method": "ast_guided",
