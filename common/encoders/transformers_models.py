@@ -2,7 +2,8 @@
 
 hubert, wav2vec2, wavlm, data2vec_audio (16 kHz, frame-level), whisper (encoder
 only, 30 s windows), ast (AudioSet-finetuned spectrogram transformer) and clap
-(LAION CLAP audio tower). Each is a few lines on top of `TransformersEncoder`,
+(LAION CLAP audio tower); ASTTagger is ast with its AudioSet classifier head,
+for the AST-guided separator. Each is a few lines on top of `TransformersEncoder`,
 which
 
 - finds `pretrained_dir/<default_dir>` or the `checkpoint=DIR` option, and
