@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from .encoders import ENCODERS, PROJECT_ROOT, default_pretrained_dir
+from .fetch import add_fetch_options, apply_fetch_options, fetch_task_data
 from .task import load_task
 
 # task folder -> name of its dataset in common.demo
@@ -46,11 +47,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--device", default="auto")
     p.add_argument("--num-workers", type=int, default=None)
+    p.add_argument("--download", action="store_true",
+                   help="first fetch each task's official dataset archives into --data-root (verified, resumable, "
+                        "licence printed; a dataset already complete there is not fetched again)")
+    add_fetch_options(p)
     return p
 
 
 def main(argv=None) -> list[dict]:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.download and args.demo:
+        p.error("--download fetches the real datasets: use it with --data-root, not --demo")
     import warnings
     from .cli import show_warnings
     warnings.showwarning = show_warnings
@@ -59,6 +67,8 @@ def main(argv=None) -> list[dict]:
     from .results import markdown_table
     from .training import DEFAULT_RECIPE, Recipe
 
+    encoder_options: dict = {}
+    apply_fetch_options(args, encoder_options)
     started = time.time()
     encoder = args.encoder or (demo_encoder(default_pretrained_dir()) if args.demo else "mfcc")
     roots: dict[str, Path] = {}
@@ -74,9 +84,11 @@ def main(argv=None) -> list[dict]:
     for folder in args.tasks:
         task = load_task(PROJECT_ROOT / folder)
         work_dir = work_root / folder if work_root else task.folder
+        if args.download:
+            roots[folder] = fetch_task_data(task, args.data_root)
         print(f"== {task.title}: extracting with {encoder}")
         store = extract_embeddings(task, encoder, roots.get(folder, args.data_root), work_dir=work_dir,
-                                   device=args.device, num_workers=args.num_workers)
+                                   device=args.device, num_workers=args.num_workers, encoder_options=encoder_options)
         rows += run_probes(task, [store], recipe=recipe, seeds=tuple(args.seeds), device=device,
                            work_dir=work_dir)
     print()

@@ -10,12 +10,14 @@ from .audio import AudioReadError
 from .datasets import DatasetError, PartialDownloadWarning
 from .encoders import ENCODERS
 from .encoders.checkpoints import CheckpointError
+from .errors import UserError
+from .fetch import add_fetch_options, apply_fetch_options, fetch_task_data
 from .pooling import POOLINGS
 from .store import FeatureStore, StoreMismatchError, find_stores
 from .task import Task
 from .training import DEFAULT_RECIPE, SEEDS_RECIPE, Recipe
 
-USER_ERRORS = (DatasetError, CheckpointError, StoreMismatchError, AudioReadError, KeyError, ValueError)
+USER_ERRORS = (UserError, DatasetError, CheckpointError, StoreMismatchError, AudioReadError, KeyError, ValueError)
 
 
 def _fail(err: Exception) -> None:
@@ -67,6 +69,7 @@ def extract_parser(task: Task) -> argparse.ArgumentParser:
     p.add_argument("--work-dir", help="where features/ and results/ go (default: the task folder)")
     p.add_argument("--store", help="store name (default: derived from encoder, layer and pooling)")
     p.add_argument("--overwrite", action="store_true", help="rebuild a store made with other settings")
+    add_fetch_options(p, task.downloads)
     return p
 
 
@@ -77,9 +80,13 @@ def extract_main(task: Task, argv: list[str] | None = None) -> FeatureStore:
     options = _options(args.encoder_option)
     if args.checkpoint:
         options["checkpoint"] = args.checkpoint
+    apply_fetch_options(args, options)
     try:
+        data_root = args.data_root
+        if args.download is not None:
+            data_root = fetch_task_data(task, task.data_root(data_root), args.download or None)
         return extract_embeddings(
-            task, args.encoder, args.data_root, work_dir=args.work_dir, store_name=args.store, layer=args.layer,
+            task, args.encoder, data_root, work_dir=args.work_dir, store_name=args.store, layer=args.layer,
             pooling=args.pooling, device=args.device, precision=args.precision,
             max_batch_seconds=args.max_batch_seconds, batch_size=args.batch_size, num_workers=args.num_workers,
             shard_size=args.shard_size, overwrite=args.overwrite, encoder_options=options,

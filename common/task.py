@@ -12,6 +12,7 @@ from typing import Callable
 import pandas as pd
 
 from .datasets import DatasetListing
+from .fetch import DatasetDownload
 from .protocols import Protocol
 
 
@@ -25,6 +26,7 @@ class Task:
     data_env: str                               # environment variable holding the data root
     download: str                               # where the dataset comes from
     subsets: dict[str, Callable[[pd.DataFrame], pd.Series]] = field(default_factory=dict)
+    downloads: tuple[DatasetDownload, ...] = ()  # what --download fetches (the first by default)
 
     def __post_init__(self):
         self.folder = Path(self.folder).resolve()

@@ -1,5 +1,5 @@
 """ICBHI 2017 respiratory sounds on the official patient-level 60/40 split."""
-from common.datasets.icbhi import CYCLE_CLASSES, DOWNLOAD, RECORDING_CLASSES, read_icbhi
+from common.datasets.icbhi import CYCLE_CLASSES, DOWNLOAD, DOWNLOADS, RECORDING_CLASSES, read_icbhi
 from common.protocols import OfficialSplit, Protocol
 from common.task import Task
 
@@ -8,6 +8,7 @@ SPLIT = OfficialSplit("split", valid_group="patient")
 
 TASK = Task(
     name="icbhi", title="ICBHI 2017", folder=__file__, read=read_icbhi, data_env="ICBHI_ROOT", download=DOWNLOAD,
+    downloads=(DOWNLOADS,),
     protocols={
         "recording": Protocol("recording", SPLIT, select=lambda items: items["kind"] == "recording",
                               classes=RECORDING_CLASSES, metric="icbhi_score", normal_class="normal",

@@ -1,6 +1,17 @@
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# No test reaches the network: downloads are off (tests that fetch turn them
+# on towards a server on 127.0.0.1), and the weight caches are empty folders
+# of this run, so a user's cached weights never change what a test sees.
+os.environ["AUDIO_PROBES_OFFLINE"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+_CACHES = tempfile.mkdtemp(prefix="audio-probes-test-caches-")
+os.environ["AUDIO_PROBES_CACHE"] = os.path.join(_CACHES, "weights")
+os.environ["HF_HUB_CACHE"] = os.path.join(_CACHES, "huggingface")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Fixtures the project cannot download live beside the clone, never inside it.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..fetch import DatasetDownload, RemoteFile
 from .base import DatasetError, DatasetListing, check_counts, find_root
 
 
@@ -61,4 +62,28 @@ URBANSOUND8K = CsvDataset(
     columns=("slice_file_name", "fsID", "start", "end", "salience", "fold", "classID", "class"),
     subdirs=("UrbanSound8K",), expected_items=8732,
     download="https://urbansounddataset.weebly.com/urbansound8k.html",
+)
+
+
+# What --download fetches (common.fetch).
+ESC50_DOWNLOAD = DatasetDownload(
+    name="ESC-50", root="ESC-50-master",
+    licence="ESC-50: Creative Commons Attribution-NonCommercial 3.0 (CC BY-NC 3.0), clips from freesound.org; "
+            "ESC-10 subset CC BY (github.com/karolpiczak/ESC-50)",
+    files=(RemoteFile(
+        url="https://github.com/karolpiczak/ESC-50/archive/master.zip", filename="ESC-50-master.zip",
+        # md5 of soundata's esc50 loader (REMOTES["all"]); GitHub builds branch archives on request, so a
+        # change upstream shows up as a checksum error
+        checksum="md5:7771e4b9d86d0945acce719c7a59305a",
+        unpack_to="", provides="ESC-50-master"),),
+)
+
+URBANSOUND8K_DOWNLOAD = DatasetDownload(
+    name="UrbanSound8K", root="UrbanSound8K",
+    licence="UrbanSound8K: Creative Commons Attribution-NonCommercial 4.0 (CC BY-NC 4.0), clips from "
+            "freesound.org (zenodo.org/record/1203745)",
+    files=(RemoteFile(
+        url="https://zenodo.org/record/1203745/files/UrbanSound8K.tar.gz", filename="UrbanSound8K.tar.gz",
+        checksum="md5:9aa69802bbf37fb986f71ec1483a196e",  # the Zenodo record's md5 (also soundata's)
+        unpack_to="", provides="UrbanSound8K"),),
 )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..fetch import DatasetDownload, RemoteFile
 from .base import DatasetError, DatasetListing, check_counts, find_root, item_frame
 
 SPLIT_FILE = "ICBHI_challenge_train_test.txt"
@@ -66,3 +67,16 @@ def read_icbhi(root: str | Path | None) -> DatasetListing:
     notes += check_counts("ICBHI 2017", items["kind"].value_counts().rename(
         {"recording": "recordings", "cycle": "cycles"}).to_dict(), EXPECTED)
     return DatasetListing(items, "icbhi", base, complete=not notes, notes=notes)
+
+
+# What --download fetches (common.fetch). The challenge site publishes no
+# checksums: the reader's counts (920 recordings, 6,898 cycles) are the check.
+_ICBHI_SITE = "https://bhichallenge.med.auth.gr/sites/default/files/ICBHI_final_database/"
+DOWNLOADS = DatasetDownload(
+    name="ICBHI 2017", root="ICBHI_final_database",
+    licence="ICBHI 2017 Respiratory Sound Database: free for research, cite Rocha et al., Physiol. Meas. 2019 "
+            "(terms: bhichallenge.med.auth.gr)",
+    files=(RemoteFile(url=_ICBHI_SITE + "ICBHI_final_database.zip", filename="ICBHI_final_database.zip",
+                      checksum=None, unpack_to="", provides="ICBHI_final_database"),
+           RemoteFile(url=_ICBHI_SITE + SPLIT_FILE, filename=SPLIT_FILE, checksum=None, provides=SPLIT_FILE)),
+)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..fetch import DatasetDownload, RemoteFile
 from .base import DatasetError, DatasetListing, check_counts, find_root, item_frame
 
 PART = "train-clean-100"
@@ -25,3 +26,15 @@ def read_librispeech(root: str | Path | None, part: str = PART) -> DatasetListin
     notes = check_counts(f"LibriSpeech {part}", {"utterances": len(items),
                                                   "speakers": items["speaker"].nunique()}, EXPECTED)
     return DatasetListing(items, f"librispeech_{part}", base, complete=not notes, notes=notes)
+
+
+# What --download fetches (common.fetch).
+DOWNLOADS = DatasetDownload(
+    name="LibriSpeech train-clean-100", root="LibriSpeech",
+    licence="LibriSpeech: Creative Commons Attribution 4.0 (CC BY 4.0), openslr.org/12",
+    files=(RemoteFile(
+        url="https://www.openslr.org/resources/12/train-clean-100.tar.gz", filename="train-clean-100.tar.gz",
+        # torchaudio's LIBRISPEECH checksum table (OpenSLR's md5sum.txt has md5 2a93770f6d5c6c964bc36631d331a522)
+        checksum="sha256:d4ddd1d5a6ab303066f14971d768ee43278a5f2a0aa43dc716b0e64ecbbbf6e2",
+        unpack_to="", provides="LibriSpeech/train-clean-100"),),
+)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..fetch import DatasetDownload, RemoteFile
 from .base import DatasetError, DatasetListing, check_counts, item_frame
 
 SPLITS = {"train": 289_205, "valid": 12_678, "test": 4_096}
@@ -35,3 +36,16 @@ def read_nsynth(root: str | Path | None) -> DatasetListing:
     items = item_frame(rows)
     notes = check_counts("NSynth", items["split"].value_counts().to_dict(), SPLITS)
     return DatasetListing(items, "nsynth", root, complete=not notes, notes=notes)
+
+
+# What --download fetches (common.fetch). No checksums are published for the
+# json/wav archives (TFDS verifies only its TFRecord copy): the reader's item
+# counts are the check.
+DOWNLOADS = DatasetDownload(
+    name="NSynth", root="",
+    licence="NSynth: Creative Commons Attribution 4.0 (CC BY 4.0), Google Magenta",
+    files=tuple(RemoteFile(
+        url=f"http://download.magenta.tensorflow.org/datasets/nsynth/nsynth-{split}.jsonwav.tar.gz",
+        filename=f"nsynth-{split}.jsonwav.tar.gz", checksum=None, unpack_to="", provides=f"nsynth-{split}")
+        for split in SPLITS),
+)

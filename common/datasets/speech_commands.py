@@ -7,6 +7,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from ..fetch import DatasetDownload, RemoteFile
 from .base import DatasetError, DatasetListing, check_counts, find_root, item_frame
 
 V2_ONLY_WORDS = {"backward", "follow", "forward", "learn", "visual"}
@@ -74,3 +75,30 @@ def twelve_class_label(label: str) -> str:
 
 
 TWELVE_CLASSES = (*COMMANDS, UNKNOWN, SILENCE)
+
+
+
+def _speech_commands_download(version: str, main: tuple[str, int | None], test: tuple[str | None, int | None]):
+    base = "http://download.tensorflow.org/data/"
+    folder, test_folder = f"speech_commands_{version}", f"speech_commands_test_set_{version}"
+    # the archives hold the word folders at their top: each unpacks into its own folder
+    return DatasetDownload(
+        name=folder, root=folder,
+        licence="Speech Commands: Creative Commons Attribution 4.0 (CC BY 4.0), Google",
+        files=(RemoteFile(url=f"{base}{folder}.tar.gz", filename=f"{folder}.tar.gz", checksum=main[0],
+                          size=main[1], unpack_to=folder, provides=folder),
+               RemoteFile(url=f"{base}{test_folder}.tar.gz", filename=f"{test_folder}.tar.gz", checksum=test[0],
+                          size=test[1], unpack_to=test_folder, provides=test_folder)))
+
+
+# What --download fetches (common.fetch): the main archive and the separate
+# official test set. Checksums: torchaudio's SPEECHCOMMANDS table (main
+# archives) and TensorFlow Datasets' url_checksums/speech_commands.txt (v0.02
+# sizes and test set); none is published for the v0.01 test set.
+DOWNLOADS = (
+    _speech_commands_download(
+        "v0.02", ("sha256:af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58", 2_428_923_189),
+        ("sha256:cc2a00c1147c2254e9be3fa0f779d8c17421dc349b86366567a8edfa9acd51df", 112_563_277)),
+    _speech_commands_download(
+        "v0.01", ("sha256:743935421bb51cccdb6bdd152e04c5c70274e935c82119ad7faeec31780d811d", None), (None, None)),
+)

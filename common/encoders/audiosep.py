@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Encoder, Layer
-from .checkpoints import CheckpointError, load_strict, read_state_dict, require_file
+from .checkpoints import CheckpointError, load_strict, local_or_fetched, read_state_dict, require_file
 
 SAMPLE_RATE = 32000
 N_FFT = 2048
@@ -304,8 +304,9 @@ class AudioSepEncoder(Encoder):
             path = folder / CHECKPOINT_NAME
             if not path.exists() and (folder / HF_CHECKPOINT_NAME).exists():
                 path = folder / HF_CHECKPOINT_NAME
-            require_file(path, f"AudioSep checkpoint ({CHECKPOINT_NAME} or {HF_CHECKPOINT_NAME} in {folder})",
-                         CHECKPOINT_SOURCE)
+            path = local_or_fetched(path, "audiosep",
+                                    f"AudioSep checkpoint ({CHECKPOINT_NAME} or {HF_CHECKPOINT_NAME} in {folder})",
+                                    CHECKPOINT_SOURCE)
         return cls(checkpoint=path, query=Path(query) if query else None)
 
     def config(self) -> dict:

@@ -1,13 +1,23 @@
-"""Safe checkpoint reading and strict, explained loading.
+"""Safe checkpoint reading and strict, explained loading, and where weights
+come from when they are not in `pretrained_models/`.
 
 Nothing here unpickles code: `.pt/.pth/.ckpt/.bin` files are read with
-`torch.load(weights_only=True)`, `.safetensors` with safetensors."""
+`torch.load(weights_only=True)`, `.safetensors` with safetensors, whatever
+their source.
+
+Weights not found locally are fetched once (never with --offline /
+HF_HUB_OFFLINE=1): single files (`WEIGHTS`) into the cache folder, verified
+against the checksum their publisher gives; Hugging Face models
+(`hub_snapshot`) with `huggingface_hub` into the standard Hugging Face cache,
+pinned to the commit each encoder records (`hub_revision`)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import torch
+
+from ..fetch import FetchError, RemoteFile, cache_dir, fetch_file, offline
 
 
 class CheckpointError(RuntimeError):
@@ -88,3 +98,91 @@ def load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], sour
         raise CheckpointError(f"{source} does not match {type(module).__name__}: " + "; ".join(parts)
                               + ". Is it the right checkpoint for this encoder?")
     module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+
+
+# Single-file checkpoints: where they come from and their published checksum.
+WEIGHTS: dict[str, RemoteFile] = {
+    "efficientat_mn04": RemoteFile(
+        url="https://github.com/fschmid56/EfficientAT/releases/download/v0.0.1/mn04_as_mAP_432.pt",
+        filename="mn04_as_mAP_432.pt", size=4_066_513,
+        # no checksum is published with the release: sha256 of the release file (../shared/pretrained copy)
+        checksum="sha256:899a8c6217063f6941793102a2780b3dd788ab11fce468d9cf5f0577c453321c"),
+    "panns_cnn14": RemoteFile(
+        url="https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth", filename="Cnn14_mAP=0.431.pth",
+        checksum="md5:541141fa2ee191a88f24a3219fff024e"),  # Zenodo record 3987831 publishes md5 only
+    # The AudioSep space publishes no checksum we could verify offline: these two
+    # are refused until one is recorded (put the files in by hand meanwhile).
+    "audiosep": RemoteFile(
+        url="https://huggingface.co/spaces/Audio-AGI/AudioSep/resolve/main/checkpoint/audiosep_base_4M_steps.ckpt",
+        filename="audiosep_base_4M_steps.ckpt", checksum=None),
+    "audiosep_clap": RemoteFile(
+        url="https://huggingface.co/spaces/Audio-AGI/AudioSep/resolve/main/checkpoint/"
+            "music_speech_audioset_epoch_15_esc_89.98.pt",
+        filename="music_speech_audioset_epoch_15_esc_89.98.pt", checksum=None),
+}
+
+
+def local_or_fetched(local: Path, weights: str, what: str, source: str) -> Path:
+    """`local` if it exists, else the verified copy of `WEIGHTS[weights]` in
+    the cache folder, fetched once. Offline or unverifiable: a one-line
+    CheckpointError naming the file expected, the URL and `source`."""
+    local = Path(local)
+    if local.exists():
+        return local
+    remote = WEIGHTS[weights]
+    try:
+        return fetch_file(remote, cache_dir() / weights, by_hand=f"{local.parent}/")
+    except FetchError as err:
+        if offline() or remote.checksum is None:
+            why = "downloads are off (--offline or HF_HUB_OFFLINE=1)" if offline() else "no checksum is recorded"
+            raise CheckpointError(f"{what} not found: expected {local}, and {why}. Download it from {remote.url} "
+                                  f"({source}) and put it there (or pass --checkpoint PATH).") from err
+        raise CheckpointError(str(err)) from err
+
+
+HUB_FILES = ("config.json", "preprocessor_config.json")
+# weights in order of preference: safetensors, then pytorch_model.bin
+HUB_WEIGHTS = (("model.safetensors", "model.safetensors.index.json", "model-*.safetensors"),
+               ("pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*.bin"))
+
+
+def _hub_folder(repo_id: str, revision: str | None, patterns: list[str], local_only: bool) -> Path | None:
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    try:
+        folder = Path(huggingface_hub.snapshot_download(repo_id, revision=revision, allow_patterns=patterns,
+                                                        local_files_only=local_only))
+    except LocalEntryNotFoundError:
+        if local_only:
+            return None
+        raise
+    has_weights = any(any(folder.glob(pattern)) for pattern in patterns if pattern not in HUB_FILES)
+    return folder if (folder / "config.json").is_file() and has_weights else None
+
+
+def hub_snapshot(repo_id: str, revision: str | None, by_hand: Path) -> Path:
+    """The folder of `repo_id` at `revision` in the Hugging Face cache holding
+    config.json, the preprocessor config and the weights (only those files are
+    fetched). The cache is tried first, so nothing goes over the network once
+    the files are there; offline, a missing snapshot is a one-line error."""
+    kinds = [[*HUB_FILES, *weights] for weights in HUB_WEIGHTS]
+    for patterns in kinds:
+        folder = _hub_folder(repo_id, revision, patterns, local_only=True)
+        if folder is not None:
+            return folder
+    url = f"https://huggingface.co/{repo_id}/tree/{revision or 'main'}"
+    if offline():
+        raise CheckpointError(f"{repo_id} (revision {revision or 'main'}) is neither in {by_hand}/ nor in the "
+                              "Hugging Face cache, and downloads are off (--offline or HF_HUB_OFFLINE=1): download "
+                              f"config.json, model.safetensors or pytorch_model.bin and preprocessor_config.json "
+                              f"from {url} into {by_hand}/")
+    try:
+        for patterns in kinds:
+            folder = _hub_folder(repo_id, revision, patterns, local_only=False)
+            if folder is not None:
+                return folder
+    except Exception as err:  # network, unknown repository or revision
+        raise CheckpointError(f"cannot fetch {repo_id} (revision {revision or 'main'}) from the Hugging Face hub "
+                              f"({type(err).__name__}: {str(err)[:200]}); or download it from {url} into "
+                              f"{by_hand}/") from err
+    raise CheckpointError(f"{repo_id} (revision {revision}) has neither model.safetensors nor pytorch_model.bin")

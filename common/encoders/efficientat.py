@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Encoder, Layer
-from .checkpoints import CheckpointError, load_strict, read_state_dict
+from .checkpoints import CheckpointError, load_strict, local_or_fetched, read_state_dict
 
 CHECKPOINT_NAME = "mn04_as_mAP_432.pt"
 LABELS_NAME = "class_labels_indices.csv"
@@ -178,7 +178,10 @@ class EfficientATEncoder(Encoder):
         if options:
             raise ValueError(f"efficientat_mn04 has no options {sorted(options)}; "
                              "it takes checkpoint=PATH and fmax=HZ")
-        path = Path(checkpoint) if checkpoint else Path(pretrained_dir) / "efficientat_mn04" / CHECKPOINT_NAME
+        if checkpoint is None:
+            checkpoint = local_or_fetched(Path(pretrained_dir) / "efficientat_mn04" / CHECKPOINT_NAME,
+                                          "efficientat_mn04", "EfficientAT mn04 checkpoint", CHECKPOINT_SOURCE)
+        path = Path(checkpoint)
         if path.is_dir():
             path = path / CHECKPOINT_NAME
         if not path.is_file():

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Encoder, Layer
-from .checkpoints import load_strict, read_state_dict, require_file
+from .checkpoints import load_strict, local_or_fetched, read_state_dict, require_file
 
 CHECKPOINT_NAME = "Cnn14_mAP=0.431.pth"
 CHECKPOINT_SOURCE = "Zenodo record 3987831 of PANNs, https://zenodo.org/record/3987831"
@@ -138,8 +138,10 @@ class Cnn14Encoder(Encoder):
     def from_options(cls, pretrained_dir: Path, checkpoint: str | None = None, **options) -> "Cnn14Encoder":
         if options:
             raise ValueError(f"panns_cnn14 has no options {sorted(options)}; it takes checkpoint=PATH")
-        path = Path(checkpoint) if checkpoint else Path(pretrained_dir) / "panns" / CHECKPOINT_NAME
-        return cls(require_file(path, "PANNs Cnn14 checkpoint", CHECKPOINT_SOURCE))
+        if checkpoint:
+            return cls(require_file(Path(checkpoint), "PANNs Cnn14 checkpoint", CHECKPOINT_SOURCE))
+        return cls(local_or_fetched(Path(pretrained_dir) / "panns" / CHECKPOINT_NAME, "panns_cnn14",
+                                    "PANNs Cnn14 checkpoint", CHECKPOINT_SOURCE))
 
     def config(self) -> dict:
         if self.checkpoint is None:

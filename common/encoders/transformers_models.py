@@ -6,9 +6,11 @@ only, 30 s windows), ast (AudioSet-finetuned spectrogram transformer) and clap
 for the AST-guided separator. Each is a few lines on top of `TransformersEncoder`,
 which
 
-- finds `pretrained_dir/<default_dir>` or the `checkpoint=DIR` option, and
-  refuses with one sentence naming the folder and the hub repository when
-  config.json or the weights are missing (nothing is ever downloaded);
+- finds `pretrained_dir/<default_dir>` or the `checkpoint=DIR` option; with
+  neither, fetches only the files it needs from the hub repository, at the
+  commit pinned in `hub_revision` (or the `revision=` option), into the
+  standard Hugging Face cache (`common.encoders.checkpoints.hub_snapshot`;
+  offline: one sentence naming the folder and the hub repository);
 - loads with `from_pretrained(dir, local_files_only=True)`, safetensors
   preferred, `pytorch_model.bin` read by transformers with
   `torch.load(weights_only=True)` (no pickled code runs), float32, and refuses
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 
 from .base import Encoder, Frames, Layer
-from .checkpoints import CheckpointError
+from .checkpoints import CheckpointError, hub_snapshot
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -65,6 +67,8 @@ class TransformersEncoder(Encoder):
     default_dir: ClassVar[str]
     #: where the official checkpoint comes from
     hub_id: ClassVar[str]
+    #: the commit of `hub_id` fetched when there is no local folder (None: main, unpinned)
+    hub_revision: ClassVar[str | None]
     #: `transformers` class name loaded with from_pretrained
     model_class: ClassVar[str]
     #: accepted `model_type` values of config.json
@@ -177,16 +181,23 @@ class TransformersEncoder(Encoder):
         return fe_cls(**defaults), False
 
     @classmethod
-    def from_options(cls, pretrained_dir: Path, checkpoint: str | None = None, **options):
+    def from_options(cls, pretrained_dir: Path, checkpoint: str | None = None, revision: str | None = None,
+                     **options):
         unknown = sorted(set(options) - set(cls.options))
         if unknown:
             raise ValueError(f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; "
-                             f"accepted: checkpoint{''.join(', ' + o for o in cls.options)}")
+                             f"accepted: checkpoint, revision{''.join(', ' + o for o in cls.options)}")
+        local = Path(pretrained_dir) / cls.default_dir
+        fetched = checkpoint is None and (revision is not None or not local.is_dir())
+        if fetched:  # a local folder wins unless a revision is asked for
+            checkpoint = hub_snapshot(cls.hub_id, revision or cls.hub_revision, by_hand=local)
         directory, weights = cls.locate(pretrained_dir, checkpoint)
         model_type = cls.read_config(directory)["model_type"]
         model = cls.load_model(directory, weights)
         encoder = cls(model, directory, weights, **options)
         encoder.checkpoint_model_type = model_type
+        # the cache's snapshot folder is named by the commit hash it holds
+        encoder.revision = directory.name if fetched else None
         return encoder
 
     # ---- description ----------------------------------------------------------
@@ -198,6 +209,7 @@ class TransformersEncoder(Encoder):
             "config_sha256": _sha256(self.directory / "config.json"),
             "weights": self.weights.name,
             "weights_bytes": self.weights.stat().st_size,
+            **({"revision": self.revision} if getattr(self, "revision", None) else {}),
             **{k: v for k, v in self.settings.items() if v is not None},
         }
 
@@ -305,6 +317,7 @@ class _Wav2Vec2Family(TransformersEncoder):
 class HubertEncoder(_Wav2Vec2Family):
     default_dir = "hubert-base"
     hub_id = "facebook/hubert-base-ls960"
+    hub_revision = "dba3bb02fda4248b6e082697eee756de8fe8aa8a"
     model_class = "HubertModel"
     model_types = ("hubert",)
 
@@ -312,6 +325,7 @@ class HubertEncoder(_Wav2Vec2Family):
 class Wav2Vec2Encoder(_Wav2Vec2Family):
     default_dir = "wav2vec2-base"
     hub_id = "facebook/wav2vec2-base"
+    hub_revision = "0b5b8e868dd84f03fd87d01f9c4ff0f080fecfe8"
     model_class = "Wav2Vec2Model"
     model_types = ("wav2vec2",)
 
@@ -319,6 +333,7 @@ class Wav2Vec2Encoder(_Wav2Vec2Family):
 class WavLMEncoder(_Wav2Vec2Family):
     default_dir = "wavlm-base-plus"
     hub_id = "microsoft/wavlm-base-plus"
+    hub_revision = "4c66d4806a428f2e922ccfa1a962776e232d487b"
     model_class = "WavLMModel"
     model_types = ("wavlm",)
 
@@ -326,6 +341,7 @@ class WavLMEncoder(_Wav2Vec2Family):
 class Data2VecAudioEncoder(_Wav2Vec2Family):
     default_dir = "data2vec-audio-base"
     hub_id = "facebook/data2vec-audio-base"
+    hub_revision = None  # no commit hash could be verified: main
     model_class = "Data2VecAudioModel"
     model_types = ("data2vec-audio",)
 
@@ -343,6 +359,7 @@ class WhisperEncoder(TransformersEncoder):
     padding_invariant = True
     default_dir = "whisper-base"
     hub_id = "openai/whisper-base"
+    hub_revision = "e37978b90ca9030d5170a5c07aadb050351a65bb"
     model_class = "WhisperModel"
     model_types = ("whisper",)
     extra_files = ("preprocessor_config.json",)
@@ -388,6 +405,7 @@ class ASTEncoder(TransformersEncoder):
     min_seconds = 0.025  # one 25 ms fbank frame
     default_dir = "ast-finetuned-audioset-10-10-0.4593"
     hub_id = "MIT/ast-finetuned-audioset-10-10-0.4593"
+    hub_revision = "f826b80d28226b62986cc218e5cec390b1096902"
     model_class = "ASTModel"
     model_types = ("audio-spectrogram-transformer",)
     extra_files = ("preprocessor_config.json",)
@@ -502,6 +520,7 @@ class ClapEncoder(TransformersEncoder):
     padding_invariant = True
     default_dir = "clap-htsat-unfused"
     hub_id = "laion/clap-htsat-unfused"
+    hub_revision = "8fa0f1c6d0433df6e97c127f64b2a1d6c0dcda8a"
     model_class = "ClapAudioModelWithProjection"
     model_types = ("clap", "clap_audio_model")
     extra_files = ("preprocessor_config.json",)

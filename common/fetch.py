@@ -1,0 +1,370 @@
+"""Downloads, done once: official files verified against a recorded checksum,
+resumed after an interruption, and archives unpacked safely into a data root.
+
+Datasets declare their files as data next to their readers (a
+`DatasetDownload`: URL, file name, checksum, size, licence line, what each
+archive unpacks to); encoder weights declare theirs in
+`common.encoders.checkpoints`. Everything that talks to the network is here:
+
+- `fetch_file`: pooch (`retrieve` with the known hash) and a downloader that
+  continues a `.part` file with an HTTP Range request, because pooch's own
+  `HTTPDownloader` starts again from zero (datasets are gigabytes). A file is
+  moved into place only after its checksum matched; a mismatch deletes the
+  partial download, so the next attempt starts afresh.
+- `fetch_dataset`: prints the licence, skips a dataset already complete (its
+  reader says so, or every archive was unpacked before), fetches the missing
+  archives into `<data root>/.downloads/`, unpacks each into a temporary folder
+  inside the data root (refusing members that point outside it: `..`, absolute
+  paths, links) and only then moves the files into place.
+
+Environment: `AUDIO_PROBES_OFFLINE=1` (or `HF_HUB_OFFLINE=1`, or `--offline`)
+fetches nothing; `AUDIO_PROBES_CACHE` is the weights cache (`--cache-dir`);
+`AUDIO_PROBES_MIRROR=http://host/base` fetches every URL from
+`<base>/<host>/<path>` instead (mirrors, and the tests' local server).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import sys
+import tarfile
+import tempfile
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Callable
+from urllib.parse import urlsplit
+
+from .errors import UserError
+
+OFFLINE_ENV = "AUDIO_PROBES_OFFLINE"
+CACHE_ENV = "AUDIO_PROBES_CACHE"
+MIRROR_ENV = "AUDIO_PROBES_MIRROR"
+WORK_DIR = ".downloads"  # under a data root: archives in transit and the record of what was unpacked
+
+
+class FetchError(UserError):
+    """A download that failed, was refused, or is not allowed (offline)."""
+
+
+class ChecksumError(FetchError):
+    """A downloaded file whose checksum differs from the recorded one."""
+
+
+class UnsafeArchiveError(FetchError):
+    """An archive with a member that would land outside its target folder."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    url: str
+    filename: str                 # name on disk
+    checksum: str | None          # "sha256:<hex>" or "md5:<hex>" as published; None: nothing published
+    size: int | None = None       # bytes, where published
+    unpack_to: str | None = None  # archives: folder under the data root to unpack into ("" = the root itself);
+    #                               None: a plain file, placed in the data root as it is
+    provides: str = ""            # what it puts under the data root (a folder or file), for messages and checks
+
+
+@dataclass(frozen=True)
+class DatasetDownload:
+    name: str                     # e.g. "ESC-50", "speech_commands_v0.01"
+    licence: str                  # one line, printed before fetching
+    files: tuple[RemoteFile, ...]
+    root: str = ""                # folder under the data root that the task's reader reads
+
+    @property
+    def total_bytes(self) -> int | None:
+        sizes = [f.size for f in self.files]
+        return None if None in sizes else sum(sizes)
+
+
+def _truthy(value: str | None) -> bool:
+    return str(value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def offline() -> bool:
+    """True when nothing may be downloaded (--offline, AUDIO_PROBES_OFFLINE or HF_HUB_OFFLINE)."""
+    return _truthy(os.environ.get(OFFLINE_ENV)) or _truthy(os.environ.get("HF_HUB_OFFLINE"))
+
+
+def cache_dir() -> Path:
+    """Where downloaded weights live: --cache-dir / $AUDIO_PROBES_CACHE, else the
+    platform's user cache (~/.cache/audio-encoder-probes on Linux)."""
+    given = os.environ.get(CACHE_ENV)
+    if given:
+        return Path(given).expanduser()
+    import pooch
+    return Path(pooch.os_cache("audio-encoder-probes"))
+
+
+def mirrored(url: str) -> str:
+    """`url`, or its copy under $AUDIO_PROBES_MIRROR (`<mirror>/<host>/<path>`)."""
+    mirror = os.environ.get(MIRROR_ENV)
+    if not mirror:
+        return url
+    parts = urlsplit(url)
+    return f"{mirror.rstrip('/')}/{parts.netloc}{parts.path}"
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "size unknown"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""
+
+
+class ResumingDownloader:
+    """A pooch downloader that keeps what arrived in `<file>.part` and asks
+    only for the rest next time (HTTP Range); a server that ignores the range
+    gets a fresh start. Shows a progress bar with sizes."""
+
+    def __init__(self, partial: Path, label: str, timeout: float = 60.0):
+        self.partial = Path(partial)
+        self.label = label
+        self.timeout = timeout
+
+    def __call__(self, url: str, output_file, pooch=None, check_only: bool = False):
+        import requests
+        from tqdm import tqdm
+
+        have = self.partial.stat().st_size if self.partial.exists() else 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        response = requests.get(url, headers=headers, stream=True, timeout=self.timeout)
+        if response.status_code == 416:  # the partial file is not a prefix of this one: start again
+            response.close()
+            self.partial.unlink()
+            have, headers = 0, {}
+            response = requests.get(url, stream=True, timeout=self.timeout)
+        with response:
+            response.raise_for_status()
+            if response.status_code != 206:
+                have = 0
+            length = int(response.headers.get("content-length") or 0)
+            total = have + length if length else None
+            with open(self.partial, "ab" if have else "wb") as out, \
+                    tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                         desc=self.label, file=sys.stderr, leave=False, disable=None) as bar:
+                for chunk in response.iter_content(chunk_size=1 << 16):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        os.replace(self.partial, output_file)
+
+
+def _matches(path: Path, checksum: str) -> bool:
+    import pooch
+    return pooch.hashes.hash_matches(str(path), checksum)
+
+
+def fetch_file(remote: RemoteFile, folder: Path, by_hand: str | None = None, verified_only: bool = True) -> Path:
+    """`folder/remote.filename`, downloaded once and verified against the
+    recorded checksum. Offline only a file already there (and verified) is
+    used; otherwise a one-line FetchError says what to download from where
+    (`by_hand`: where to put it). A file with no published checksum is refused
+    when `verified_only` (weights), fetched with a warning otherwise (dataset
+    archives, whose readers then check item counts)."""
+    folder = Path(folder)
+    target = folder / remote.filename
+    where = by_hand or f"{folder}/"
+    if remote.checksum is None and verified_only:
+        raise FetchError(f"no published checksum is recorded for {remote.filename}, so it is not fetched "
+                         f"unverified: download {remote.url} and put it in {where}")
+    if offline():
+        if target.is_file() and (remote.checksum is None or _matches(target, remote.checksum)):
+            return target
+        raise FetchError(f"{remote.filename} is not in {where} and downloads are off (--offline or "
+                         f"HF_HUB_OFFLINE=1): download {remote.url} and put it there")
+    import pooch
+    import requests
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"fetching {remote.filename} ({_size(remote.size)}) from {remote.url}", file=sys.stderr)
+    if remote.checksum is None:
+        print(f"warning: no checksum is published for {remote.filename}; it cannot be verified", file=sys.stderr)
+    downloader = ResumingDownloader(folder / (remote.filename + ".part"), remote.filename)
+    pooch.get_logger().setLevel("WARNING")  # the line above already says what is fetched
+    try:
+        pooch.retrieve(mirrored(remote.url), known_hash=remote.checksum, fname=remote.filename, path=folder,
+                       downloader=downloader)
+    except ValueError as err:
+        if "hash" not in str(err).lower():
+            raise
+        raise ChecksumError(f"{remote.filename} from {mirrored(remote.url)} does not match its recorded checksum "
+                            f"{remote.checksum} (corrupted in transit, or changed upstream); it was deleted: run "
+                            f"again to download it afresh, or download it by hand and put it in {where}") from err
+    except (requests.RequestException, OSError) as err:
+        kept = downloader.partial
+        resume = f" ({_size(kept.stat().st_size)} kept in {kept}, resumed next time)" if kept.exists() else ""
+        raise FetchError(f"downloading {remote.filename} from {mirrored(remote.url)} failed: "
+                         f"{type(err).__name__}: {str(err)[:200]}{resume}; run again to continue") from err
+    return target
+
+
+# --------------------------------------------------------------------------- archives
+def _check_member_name(name: str) -> None:
+    path = PurePosixPath(name.replace("\\", "/"))
+    drive = bool(path.parts) and ":" in path.parts[0]  # C:/... on Windows
+    if path.is_absolute() or ".." in path.parts or drive:
+        raise UnsafeArchiveError(f"archive member {name!r} points outside the target folder; the archive is refused")
+
+
+def _extract(archive: Path, into: Path) -> None:
+    """Unpack `archive` into the empty folder `into`, refusing any member
+    that would land outside it."""
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+            for info in members:
+                _check_member_name(info.filename)
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    raise UnsafeArchiveError(f"archive member {info.filename!r} is a symbolic link; the archive "
+                                             "is refused")
+            zf.extractall(into, members)
+        return
+    try:
+        with tarfile.open(archive) as tf:
+            for member in tf:  # one pass: names checked as they come
+                _check_member_name(member.name)
+                # the "data" filter refuses links leaving the folder and
+                # devices, and drops set-uid bits
+                tf.extract(member, into, filter="data")
+    except tarfile.FilterError as err:
+        raise UnsafeArchiveError(f"{archive.name}: {err}; the archive is refused") from err
+    except tarfile.TarError as err:
+        raise FetchError(f"{archive.name} cannot be unpacked ({err}); delete it and run again") from err
+
+
+def _merge(source: Path, target: Path) -> None:
+    """Move the tree `source` into `target`, replacing files of the same name
+    (a partial dataset is completed, the archive's files win)."""
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+        return
+    if source.is_dir() and target.is_dir():
+        for child in source.iterdir():
+            _merge(child, target / child.name)
+        return
+    if target.is_dir():
+        shutil.rmtree(target)
+    os.replace(source, target)
+
+
+def unpack(archive: Path, target: Path, scratch: Path) -> None:
+    """Unpack `archive` into `target`: first into a temporary folder under
+    `scratch` (on the same file system), then moved into place, so a refused
+    or broken archive leaves nothing half-unpacked in `target`."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"unpack-{archive.name}-", dir=scratch))
+    try:
+        _extract(archive, staging)
+        for child in staging.iterdir():
+            _merge(child, target / child.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_atomically(target: Path, write: Callable[[Path], object]) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(name))
+        os.replace(name, target)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def _stamp(work: Path, remote: RemoteFile) -> Path:
+    return work / f"{remote.filename}.done"
+
+
+def fetch_dataset(download: DatasetDownload, data_root: str | Path,
+                  is_complete: Callable[[Path], bool] | None = None) -> Path:
+    """Make `download` present under `data_root` and return the folder its
+    reader reads. A dataset the reader finds complete, or whose archives were
+    all unpacked before, is not fetched again; otherwise each archive not yet
+    unpacked is fetched, verified and unpacked (completing a partial copy)."""
+    data_root = Path(data_root).expanduser().resolve()
+    root = data_root / download.root
+    work = data_root / WORK_DIR
+    # done: unpacked before (stamped) and still there
+    pending = [f for f in download.files if not (_stamp(work, f).exists() and (data_root / f.provides).exists())]
+    if not pending:
+        print(f"{download.name}: already downloaded into {root}")
+        return root
+    if is_complete is not None and all((data_root / f.provides).exists() for f in download.files):
+        from .datasets import DatasetError  # here: the readers' modules import this one
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the reader's partial-download warning is our answer here
+            try:
+                complete = is_complete(root)
+            except (UserError, DatasetError, OSError):  # unreadable as it is: fetch it
+                complete = False
+        if complete:
+            print(f"{download.name}: complete in {root}, nothing to fetch")
+            return root
+    print(f"{download.name}: licence: {download.licence}")
+    print(f"{download.name}: fetching {len(pending)} file(s), {_size(sum(f.size or 0 for f in pending) or None)}, "
+          f"into {data_root}")
+    for remote in pending:
+        unpacked = f"{data_root / (remote.unpack_to or '')} (unpacked)"
+        path = fetch_file(remote, work, by_hand=unpacked, verified_only=False)
+        if remote.unpack_to is None:
+            _write_atomically(data_root / remote.filename, lambda tmp: shutil.copyfile(path, tmp))
+        else:
+            print(f"{download.name}: unpacking {remote.filename} into {data_root / remote.unpack_to}")
+            unpack(path, data_root / remote.unpack_to, work)
+        _write_atomically(_stamp(work, remote), lambda tmp: tmp.write_text(f"{remote.url} {remote.checksum}\n"))
+        path.unlink()  # the archive is not needed once unpacked (the stamp remembers)
+    return root
+
+
+def fetch_task_data(task, data_root: str | Path | None, name: str | None = None) -> Path:
+    """Fetch the dataset of `task` (its first declared download, or the one
+    called `name`) into `data_root`; the folder to hand to its reader."""
+    if not task.downloads:
+        raise FetchError(f"{task.title} declares no downloads; download it by hand from {task.download}")
+    if data_root is None:
+        raise FetchError(f"--download needs --data-root DIR (or ${task.data_env}): the folder that the "
+                         f"{task.title} files are downloaded into")
+    choices = {d.name: d for d in task.downloads}
+    if name and name not in choices:
+        raise FetchError(f"{task.title} has no download {name!r}; choose from {', '.join(choices)}")
+    download = choices[name] if name else task.downloads[0]
+    return fetch_dataset(download, data_root, is_complete=lambda root: task.read(root).complete)
+
+
+def add_fetch_options(parser, downloads: tuple[DatasetDownload, ...] | None = None) -> None:
+    """--download (datasets; a NAME picks one of `downloads`), --offline,
+    --cache-dir and --revision, shared by the entry points."""
+    if downloads is not None:
+        names = ", ".join(d.name for d in downloads)
+        parser.add_argument(
+            "--download", nargs="?", const="", default=None, metavar="NAME",
+            help="first fetch the dataset's official archives into --data-root (verified against published "
+                 "checksums, resumable, licence printed; nothing is fetched when the dataset is already "
+                 f"complete there). NAME picks one of: {names} (default: the first)")
+    parser.add_argument("--offline", action="store_true",
+                        help="download nothing, not even missing encoder weights (also: HF_HUB_OFFLINE=1); a "
+                             "missing file is reported with its URL and the folder to put it in")
+    parser.add_argument("--cache-dir", help=f"where downloaded encoder weights are kept (also: ${CACHE_ENV}; "
+                                            "default: the user cache, ~/.cache/audio-encoder-probes on Linux; "
+                                            "Hugging Face models use the standard Hugging Face cache)")
+    parser.add_argument("--revision", help="Hugging Face encoders: the model repository revision (a commit hash, "
+                                           "branch or tag) to fetch instead of the pinned commit")
+
+
+def apply_fetch_options(args, encoder_options: dict) -> None:
+    """Make --offline and --cache-dir visible to every later step (decoding
+    workers, torchrun ranks), and --revision an encoder option."""
+    if args.offline:
+        os.environ[OFFLINE_ENV] = "1"
+    if args.cache_dir:
+        os.environ[CACHE_ENV] = str(Path(args.cache_dir).expanduser().resolve())
+    if args.revision:
+        encoder_options["revision"] = args.revision
