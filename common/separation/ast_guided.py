@@ -125,11 +125,13 @@ class ASTGuidedSeparator(Separator):
         MethodOption("backend_retries", int, 2, "extra attempts per event after a failed POST"),
         MethodOption("backend_budget", float, 10.0, "seconds all POSTs of one output may take together"),
         MethodOption("checkpoint", str, None,
-                     "AST checkpoint folder (default: pretrained_models/ast-finetuned-audioset-10-10-0.4593/)"),
+                     "AST checkpoint folder (default: pretrained_models/ast-finetuned-audioset-10-10-0.4593/, "
+                     "else fetched from the hub at the pinned commit)"),
+        MethodOption("revision", str, None, "hub commit of the AST checkpoint to fetch (default: the pinned one)"),
     )
 
     def __init__(self, tagger, **options):
-        defaults = {o.name: o.default for o in self.method_options if o.name != "checkpoint"}
+        defaults = {o.name: o.default for o in self.method_options if o.name not in ("checkpoint", "revision")}
         unknown = sorted(set(options) - set(defaults))
         if unknown:
             raise UserError(f"ast_guided: unknown option(s) {', '.join(unknown)}; accepted: "
@@ -158,9 +160,10 @@ class ASTGuidedSeparator(Separator):
         self._stft_to_rows = self._frequency_map()
 
     @classmethod
-    def from_options(cls, pretrained_dir: Path, checkpoint: str | None = None, **options):
+    def from_options(cls, pretrained_dir: Path, checkpoint: str | None = None, revision: str | None = None,
+                     **options):
         from ..encoders.transformers_models import ASTTagger
-        tagger = ASTTagger.from_options(Path(pretrained_dir), checkpoint=checkpoint)
+        tagger = ASTTagger.from_options(Path(pretrained_dir), checkpoint=checkpoint, revision=revision)
         tagger.eval()
         return cls(tagger, **options)
 
