@@ -270,3 +270,35 @@ def test_event_sink_unreachable_or_off(pretrained, tmp_path, monkeypatch):
     assert sep.options["backend_url"] is None
     sep.write_extras(tmp_path / "off", sep.separate(mixture(), Query()), SR)
     assert attempts == [] and (tmp_path / "off" / "events.json").is_file()
+
+
+def test_separate_py_writes_every_output_at_the_input_rate(pretrained, tmp_path):
+    """`separate.py --method ast_guided` end to end: the pipeline's WAVs at the
+    input's rate, then events.json and the debug figures."""
+    import soundfile as sf
+    import soxr
+
+    from common.encoders import PROJECT_ROOT
+    from common.separation.cli import separate_main
+    from common.task import load_task
+    rate = 44100
+    mix = soxr.resample(mixture(), SR, rate).astype(np.float32)
+    sf.write(tmp_path / "street.wav", mix, rate)
+    separate_main(load_task(PROJECT_ROOT / "source_separation"),
+                  [str(tmp_path / "street.wav"), "-o", str(tmp_path / "out"), "--method", "ast_guided",
+                   "--pretrained-dir", str(pretrained), "--query", "siren", "--max-passes", "2",
+                   "--min-eratio", "0", "--debug"])
+    folder = tmp_path / "out" / "street"
+    wavs = ["00_separated.wav", "01_separated.wav", "02_residual.wav", "target.wav"]
+    assert sorted(p.name for p in folder.glob("*.wav")) == wavs
+    for name in wavs:
+        info = sf.info(str(folder / name))
+        assert info.samplerate == rate and info.frames == len(mix)
+    parts = sum(sf.read(str(folder / name))[0] for name in wavs[:3])
+    # resampled to 16 kHz and back: the parts still add up to the mixture below 8 kHz
+    assert np.sum((parts - mix) ** 2) < 1e-3 * np.sum(mix ** 2)
+    events = json.loads((folder / "events.json").read_text())
+    assert events["ast_calls"] == 2 and [e["file"] for e in events["events"]] == wavs[:2]
+    assert sorted(p.name for p in folder.glob("debug_pass_*.png")) == ["debug_pass_00.png", "debug_pass_01.png"]
+    record = json.loads((folder / "separation.json").read_text())
+    assert record["info"]["target_pass"] == 0 and record["method_config"]["max_passes"] == 2
