@@ -44,7 +44,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", help="where features and results go (default: demo_runs/ with --demo, "
                                       "else each task folder)")
     p.add_argument("--epochs", type=int, default=100, help="maximum probe epochs")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="probe seeds (default: 0 1 2 on single-split tasks, one per fold on k-fold tasks)")
     p.add_argument("--device", default="auto")
     p.add_argument("--num-workers", type=int, default=None)
     p.add_argument("--download", action="store_true",
@@ -89,7 +90,7 @@ def main(argv=None) -> list[dict]:
         print(f"== {task.title}: extracting with {encoder}")
         store = extract_embeddings(task, encoder, roots.get(folder, args.data_root), work_dir=work_dir,
                                    device=args.device, num_workers=args.num_workers, encoder_options=encoder_options)
-        rows += run_probes(task, [store], recipe=recipe, seeds=tuple(args.seeds), device=device,
+        rows += run_probes(task, [store], recipe=recipe, seeds=args.seeds, device=device,
                            work_dir=work_dir)
     print()
     print(markdown_table(rows))

@@ -114,7 +114,9 @@ def train_parser(task: Task) -> argparse.ArgumentParser:
                    help="official protocol split, or the seeds' random 80/20 split with seed 42")
     if task.subsets:
         p.add_argument("--subset", choices=list(task.subsets), help="restrict to a subset of the classes")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="probe seeds; mean ± std over them")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="probe seeds; mean ± std over them (default: 0 1 2 on single-split protocols, 0 on k-fold "
+                        "protocols, whose folds give the spread)")
     p.add_argument("--recipe", default="default", choices=("default", "seeds"),
                    help=f"default: lr grid {list(DEFAULT_RECIPE.lrs)} and epoch picked on validation "
                         f"({DEFAULT_RECIPE.name}); seeds: the seeds' lr 1e-3, batch 8, 100 epochs, last epoch")
@@ -168,7 +170,7 @@ def train_main(task: Task, argv: list[str] | None = None) -> list[dict]:
     protocols = args.protocol or list(task.protocols)
     try:
         rows = run_probes(task, stores, layer=args.layer, heads=heads, protocols=protocols, split=args.split,
-                          subset=getattr(args, "subset", None), recipe=recipe, seeds=tuple(args.seeds),
+                          subset=getattr(args, "subset", None), recipe=recipe, seeds=args.seeds,
                           device=device, work_dir=work_dir, plots=not args.no_plots)
     except USER_ERRORS as err:
         _fail(err)

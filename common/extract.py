@@ -10,7 +10,8 @@ The pipeline, in order:
    through reused shared memory (`common.loading`);
 4. each batch is cut into windows at the encoder's native length, windows are
    grouped (by exact length when the encoder is not padding-invariant),
-   encoded, and pooled per item over all its windows' valid frames;
+   encoded, and pooled per item over all its windows' valid frames, each
+   window weighted by the real samples it holds (`common.pooling`);
 5. every finished shard is written atomically; the store is marked complete
    when all shards exist.
 """
@@ -131,6 +132,15 @@ def windows_of(audio: np.ndarray, window: int | None, minimum: int) -> list[np.n
     return [np.pad(p, (0, minimum - len(p))) if len(p) < minimum else p for p in pieces]
 
 
+def real_samples(pieces: list[np.ndarray], total: int) -> list[int]:
+    """Samples of the item in each of its windows: the pieces' lengths, less
+    the zeros `windows_of` appended to a piece below the minimum (the last).
+    Pooling weights each window by these."""
+    counts = [len(p) for p in pieces]
+    counts[-1] = max(1, total - sum(counts[:-1]))  # an empty item still weighs something
+    return counts
+
+
 def adjacent_view(windows: list[np.ndarray]) -> torch.Tensor | None:
     """[len(windows), length] view of equal-length float32 windows that lie end
     to end in one buffer (fixed-length clips of one DecodedBatch, the windows
@@ -190,19 +200,22 @@ def embed_batch(encoder: Encoder, audios: list[np.ndarray], layers: list[str], p
                 on_device: bool = False) -> dict[str, np.ndarray | torch.Tensor]:
     """Pooled embeddings [len(audios), D] per layer for a list of waveforms at
     the encoder's rate. Windows of one item may land in different forward
-    passes; their frames are pooled together. Pass the same `builder` for
+    passes; their frames are pooled together, weighted by the real samples of
+    their window (a 50 ms tail counts 50 ms). Pass the same `builder` for
     every batch of a job to reuse its buffer. `on_device`: float32 tensors left
     on the device, so that the CPU prepares the next batch while the GPU works
     (numpy would wait for the GPU after every batch)."""
     builder = builder or BatchBuilder(device)
     sr = encoder.sample_rate
     window = int(encoder.window_seconds * sr) if encoder.window_seconds else None
-    windows, owner = [], []
+    windows, owner, real = [], [], []
     for i, audio in enumerate(audios):
-        for piece in windows_of(audio, window, int(encoder.min_seconds * sr)):
-            windows.append(piece)
-            owner.append(i)
+        pieces = windows_of(audio, window, int(encoder.min_seconds * sr))
+        windows += pieces
+        owner += [i] * len(pieces)
+        real += real_samples(pieces, len(audio))
     lengths = np.array([len(w) for w in windows])
+    real = np.asarray(real, dtype=np.int64)
     order = np.argsort(lengths, kind="stable")
     budget = max(1, int(max_batch_seconds * sr))
     if encoder.padding_invariant:
@@ -218,8 +231,9 @@ def embed_batch(encoder: Encoder, audios: list[np.ndarray], layers: list[str], p
         with torch.inference_mode(), autocast_for(device, precision):
             frames = encoder(batch, batch_lengths, layers)
         owners = host_to_device(np.asarray(owner)[group], device)
+        samples = host_to_device(real[group], device)
         for name in layers:
-            accumulators[name].add(owners, *frames[name])
+            accumulators[name].add(owners, *frames[name], samples)
         if stats is not None:
             stats.samples += int(lengths[group].sum())
             stats.padded += batch.numel()
@@ -262,6 +276,8 @@ def extract_embeddings(task: Task, encoder_name: str, data_root: str | Path | No
         "window_seconds": encoder.window_seconds, "task": task.name, "variant": listing.variant,
         "dataset_root": str(listing.root), "items_sha1": items_digest(items), "shard_size": shard_size,
     }
+    if encoder.window_seconds:  # earlier versions counted every window alike: their stores are not reused
+        settings["window_weights"] = "real samples"
     work_dir = Path(work_dir or task.folder)
     path = work_dir / "features" / listing.variant / (store_name or store_name_for(encoder_name, layer, pooling))
     if rank == 0:

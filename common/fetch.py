@@ -75,11 +75,6 @@ class DatasetDownload:
     files: tuple[RemoteFile, ...]
     root: str = ""                # folder under the data root that the task's reader reads
 
-    @property
-    def total_bytes(self) -> int | None:
-        sizes = [f.size for f in self.files]
-        return None if None in sizes else sum(sizes)
-
 
 def _truthy(value: str | None) -> bool:
     return str(value or "").strip().lower() in ("1", "true", "yes", "on")
@@ -225,6 +220,9 @@ def _extract(archive: Path, into: Path) -> None:
                                              "is refused")
             zf.extractall(into, members)
         return
+    if not hasattr(tarfile, "data_filter"):
+        raise FetchError(f"unpacking {archive.name} safely needs tarfile's data filter (Python 3.10.12, 3.11.4, "
+                         f"3.12 or newer): upgrade Python, or unpack {archive} by hand")
     try:
         with tarfile.open(archive) as tf:
             for member in tf:  # one pass: names checked as they come
@@ -309,7 +307,8 @@ def fetch_dataset(download: DatasetDownload, data_root: str | Path,
             print(f"{download.name}: complete in {root}, nothing to fetch")
             return root
     print(f"{download.name}: licence: {download.licence}")
-    print(f"{download.name}: fetching {len(pending)} file(s), {_size(sum(f.size or 0 for f in pending) or None)}, "
+    sizes = [f.size for f in pending]
+    print(f"{download.name}: fetching {len(pending)} file(s), {_size(None if None in sizes else sum(sizes))}, "
           f"into {data_root}")
     for remote in pending:
         unpacked = f"{data_root / (remote.unpack_to or '')} (unpacked)"

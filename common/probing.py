@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 
 from .metrics import evaluate
 from .probe_io import save_probe
+from .protocols import OfficialFolds, Protocol
 from .results import append_csv, csv_row, now, summarize, write_json
 from .store import FeatureSet, FeatureStore
 from .task import Task
@@ -16,6 +17,14 @@ from .training import DEFAULT_RECIPE, Recipe, cpu_threads, train_probe
 
 
 WEIGHTED = "weighted"  # learnable weighted sum of all stored layers (SUPERB's featurizer)
+SINGLE_SPLIT_SEEDS = (0, 1, 2)
+
+
+def default_seeds(protocol: Protocol) -> tuple[int, ...]:
+    """Probe seeds when none are given: one per fold on k-fold protocols (the
+    folds give the spread), three on single-split protocols, so that every
+    leaderboard cell has a mean ± std."""
+    return (0,) if isinstance(protocol.split, OfficialFolds) else SINGLE_SPLIT_SEEDS
 
 
 def layer_matrix(features: FeatureSet, layer: str) -> np.ndarray:
@@ -53,18 +62,21 @@ def probe_layers(settings: dict, spec: str | None) -> tuple[list[str], list[str]
 
 def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, protocol_name: str, *,
                       split: str = "official", subset: str | None = None, recipe: Recipe = DEFAULT_RECIPE,
-                      seeds: tuple[int, ...] = (0,), device="cpu", work_dir: Path | None = None,
+                      seeds: tuple[int, ...] | None = None, device="cpu", work_dir: Path | None = None,
                       store_name: str = "", progress: bool = True, plots: bool = True,
                       store_path: Path | None = None) -> dict:
     """Train `head` on `layer` of the stored features under one protocol, for
-    every fold and seed; write the run's JSON, its split table and a CSV row,
-    the probe of the first fold and seed (safetensors + JSON, for predict.py)
-    and, with `plots`, PNG figures beside the JSON."""
+    every fold and seed (`seeds` None: `default_seeds`); write the run's
+    JSON, its split table and a CSV row, the probe of the first fold and seed
+    (safetensors + JSON, for predict.py) and, with `plots`, PNG figures beside
+    the JSON. Every run is scored on its test part and, with the same probe,
+    on its validation part (`valid_metrics`)."""
     protocol = task.protocol(protocol_name)
     if split == "random":
         protocol = protocol.with_random_split(valid_size=0.0 if recipe.select == "last" else 0.1)
     elif split != "official":
         raise ValueError(f"unknown split {split!r}: official or random")
+    seeds = tuple(seeds) if seeds else default_seeds(protocol)
     items = features.items
     rows = np.arange(len(items))
     if subset:
@@ -90,11 +102,15 @@ def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, p
                 fit = train_probe(head, x[fold.train], data.y[fold.train], x[fold.valid], data.y[fold.valid],
                                   len(data.classes), recipe, seed=seed, device=device, progress=bar)
             predicted = fit.predict_proba(x[fold.test], device).argmax(-1)
+            # the same metrics on the validation part: what the report chooses heads by, never test
+            valid_metrics = evaluate(data.y[fold.valid], fit.predict_proba(x[fold.valid], device).argmax(-1),
+                                     data.classes, protocol.normal_class) if len(fold.valid) else None
             if first is None:
                 first = (fit, fold, seed)
             runs.append({"fold": fold.name, "seed": seed, "lr": fit.lr, "epoch": fit.epoch, "grid": fit.grid,
                          "sizes": {"train": len(fold.train), "valid": len(fold.valid), "test": len(fold.test)},
                          "metrics": evaluate(data.y[fold.test], predicted, data.classes, protocol.normal_class),
+                         "valid_metrics": valid_metrics,
                          "plan": fit.plan, "layer_weights": fit.layer_weights,
                          "curves": fit.curves})
     bar.close()
@@ -129,7 +145,8 @@ def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, p
         "store": store_name, "layer": layer, "pooling": meta["pooling"], "head": head,
         "protocol": protocol_name, "protocol_description": protocol.description, "split": split,
         "subset": subset or "", "recipe_name": recipe.name, "recipe": recipe.to_dict(), "seeds": list(seeds),
-        "classes": data.classes, "primary_metric": protocol.metric, "summary": summarize(runs), "runs": runs,
+        "classes": data.classes, "primary_metric": protocol.metric, "summary": summarize(runs),
+        "valid_summary": summarize(runs, "valid_metrics"), "runs": runs,
         "num_items": len(data.items), "dataset_complete": bool(features.meta.get("dataset_complete", True)),
         "dataset_notes": features.meta.get("dataset_notes", []), "num_failed": features.meta.get("num_failed", 0),
         "split_file": str(split_file), "created": now(), "result_file": str(result_file),
@@ -198,7 +215,7 @@ def layer_plots(results: list[dict], work_dir: Path | None, task: Task) -> list[
 
 def run_probes(task: Task, stores: list[FeatureStore], *, layer: str | None = None, heads=("linear", "three_layer"),
                protocols=None, split: str = "official", subset: str | None = None, recipe: Recipe = DEFAULT_RECIPE,
-               seeds: tuple[int, ...] = (0,), device="cpu", work_dir: Path | None = None,
+               seeds: tuple[int, ...] | None = None, device="cpu", work_dir: Path | None = None,
                progress: bool = True, plots: bool = True) -> list[dict]:
     """Every (store, layer, protocol, head) combination; returns the CSV rows.
     `layer`: see `probe_layers`; with "all" and `plots`, a metric-per-layer PNG

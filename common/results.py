@@ -12,11 +12,13 @@ import pandas as pd
 SCALARS = ("accuracy", "macro_f1", "sensitivity", "specificity", "icbhi_score")
 
 
-def summarize(runs: list[dict]) -> dict:
-    """mean and std (population, over all fold x seed runs) of every scalar metric."""
+def summarize(runs: list[dict], part: str = "metrics") -> dict:
+    """mean and std (population, over all fold x seed runs) of every scalar
+    metric of one part of the runs: "metrics" (test) or "valid_metrics"
+    (validation; runs without a validation part are left out)."""
     out = {}
     for name in SCALARS:
-        values = [r["metrics"][name] for r in runs if name in r["metrics"]]
+        values = [r[part][name] for r in runs if r.get(part) and name in r[part]]
         if values:
             out[name] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
     return out
@@ -32,7 +34,9 @@ def csv_row(result: dict) -> dict:
     summary, metric = result["summary"], result["primary_metric"]
     row = {k: result[k] for k in ("task", "variant", "encoder", "store", "layer", "pooling", "head", "protocol",
                                   "split", "subset", "recipe_name")}
+    valid = result.get("valid_summary", {}).get(metric, {})
     row.update({"metric": metric, "mean": summary[metric]["mean"], "std": summary[metric]["std"],
+                "valid_mean": valid.get("mean", ""), "valid_std": valid.get("std", ""),
                 "runs": summary[metric]["n"], "seeds": " ".join(map(str, result["seeds"])),
                 "macro_f1": summary["macro_f1"]["mean"], "dataset_complete": result["dataset_complete"],
                 "created": result["created"], "result_file": result["result_file"]})
@@ -48,14 +52,16 @@ def append_csv(row: dict, path: Path) -> None:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """Encoders x (task, protocol, head) as a Markdown table, primary metric in %."""
-    lines = ["| task | protocol | encoder | layer | head | metric | mean ± std (%) | macro-F1 (%) | runs |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    """Encoders x (task, protocol, head) as a Markdown table, primary metric in %
+    (test mean ± std, and the validation mean that the leaderboard chooses heads by)."""
+    lines = ["| task | protocol | encoder | layer | head | metric | mean ± std (%) | validation (%) | macro-F1 (%) "
+             "| runs |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         protocol = r["protocol"] + (f" ({r['subset']})" if r.get("subset") else "") + \
             (" [random split]" if r["split"] == "random" else "")
+        valid = f"{100 * float(r['valid_mean']):.1f}" if str(r.get("valid_mean", "")) != "" else "–"
         lines.append(f"| {r['task']} | {protocol} | {r['encoder']} | {r['layer']} | {r['head']} | {r['metric']} | "
-                     f"{100 * float(r['mean']):.1f} ± {100 * float(r['std']):.1f} | "
+                     f"{100 * float(r['mean']):.1f} ± {100 * float(r['std']):.1f} | {valid} | "
                      f"{100 * float(r['macro_f1']):.1f} | {r['runs']} |")
     return "\n".join(lines)
 

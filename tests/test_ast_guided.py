@@ -65,7 +65,7 @@ def test_tag_attention_is_the_last_blocks_special_token_attention(pretrained):
     tagger = ASTTagger.from_options(pretrained)
     audio = mixture(3.0)
     probs, attention = tagger.tag(audio)
-    assert tagger.patch_grid == (12, 101)
+    assert (tagger.frequency_patches, tagger.time_patches) == (12, 101)
     assert attention.shape == (12, 30)  # 298 fbank frames: the columns after the 30th see only padding
     model = transformers.ASTForAudioClassification.from_pretrained(
         pretrained / "ast-finetuned-audioset-10-10-0.4593", attn_implementation="eager").eval()

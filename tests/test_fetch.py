@@ -25,6 +25,8 @@ from common.task import load_task
 from toy import make_toy_task
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# demo data is a partial download by design
+pytestmark = pytest.mark.filterwarnings("ignore::common.datasets.PartialDownloadWarning")
 TASK_FOLDERS = ("esc50_feature_fc", "urbansound8k_feature_fc", "nsynth_feature_fc", "speaker_recognition",
                 "key_word_spotting", "icbhi_feature_fc")
 

@@ -22,7 +22,6 @@ from threadpoolctl import threadpool_limits
 from common.datasets import CsvDataset
 from common.encoders.base import Encoder, Layer
 from common.extract import BatchStats, embed_batch, extract_embeddings, plan_batches, plan_shards, windows_of
-from common.pooling import pool
 from common.store import FeatureStore
 from common.protocols import OfficialFolds, Protocol
 from common.task import Task
@@ -283,13 +282,20 @@ def test_windows_of_long_items_are_pooled_together_once_each(padding_invariant, 
         pieces = windows_of(audio, window, minimum)
         assert np.array_equal(np.concatenate(pieces)[: len(audio)], audio)
         expected_rows.update(p.tobytes() for p in pieces)
-        # reference: each window alone, frames of all windows pooled as one sequence
+        # reference: each window alone, frames of all windows pooled as one
+        # sequence, each frame weighted by its window's real samples / frames
         alone = FakeEncoder(True)
-        frames = [alone(torch.from_numpy(p)[None], torch.tensor([len(p)]), ["frames"])["frames"] for p in pieces]
-        feats = torch.cat([f[0] for f in frames], dim=1)
-        mask = torch.cat([m for _, m in frames], dim=1)
-        ref = pool(feats, mask, pooling)[0].numpy()
-        np.testing.assert_allclose(got["frames"][i], ref, rtol=1e-6, atol=1e-6, err_msg=f"item {i}")
+        feats, weights = [], []
+        for k, p in enumerate(pieces):
+            f, m = alone(torch.from_numpy(p)[None], torch.tensor([len(p)]), ["frames"])["frames"]
+            real = min(len(p), len(audio) - k * window)
+            feats.append(f[0][m[0]].double().numpy())
+            weights += [real / int(m.sum())] * int(m.sum())
+        feats, weights = np.concatenate(feats), np.array(weights)[:, None]
+        mean = (weights * feats).sum(0) / weights.sum()
+        std = np.sqrt(np.maximum((weights * feats ** 2).sum(0) / weights.sum() - mean ** 2, 0))
+        ref = {"mean": mean, "mean+std": np.concatenate([mean, std]), "max": feats.max(0)}[pooling]
+        np.testing.assert_allclose(got["frames"][i], ref, rtol=1e-5, atol=1e-5, err_msg=f"item {i}")
     # every window encoded exactly once: nothing dropped, nothing duplicated
     assert encoder.rows == expected_rows
     # and forward passes stay within the budget (one window may exceed it alone)

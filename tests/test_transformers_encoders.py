@@ -292,3 +292,37 @@ def test_missing_weights_are_refused(tmp_path):
     save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(CheckpointError, match="missing weights"):
         build_encoder("hubert", pretrained_dir=tmp_path)
+
+
+def test_ast_masks_the_patch_tokens_that_cover_only_padding(tmp_path):
+    """Which tokens are padding is read off the spectrogram the model really
+    sees (fbank frames past the item's own hold the padding value) and off the
+    patch embeddings (a padding-only token equals that token of an all-padding
+    input); the mask must agree with both, token by token."""
+    make_ast(tmp_path)
+    encoder = build_encoder("ast", pretrained_dir=tmp_path)
+    config, fe = encoder.model.config, encoder.feature_extractor
+    grid = (encoder.frequency_patches, encoder.time_patches)
+    assert grid == ((config.num_mel_bins - config.patch_size) // config.frequency_stride + 1,
+                    (config.max_length - config.patch_size) // config.time_stride + 1)
+    pad_value = (0.0 - fe.mean) / (2 * fe.std)  # a zero fbank frame after normalisation
+    all_padding = torch.full((1, config.max_length, config.num_mel_bins), pad_value)
+    with torch.inference_mode():
+        padding_tokens = encoder.model.embeddings(all_padding)[0, encoder.special_tokens:]
+    lengths = [100, 3000, 7000, 12000, 20480]  # < one fbank frame ... the whole 128-frame input
+    waves = torch.zeros(len(lengths), max(lengths))
+    for row, n in enumerate(lengths):
+        waves[row, :n] = torch.randn(n) * 0.2
+    with torch.inference_mode():
+        tokens, mask = encoder(waves, torch.tensor(lengths), ["layer0"])["layer0"]
+    assert tokens.shape[1] == grid[0] * grid[1]  # cls and distillation tokens are not in token layers
+    for row, n in enumerate(lengths):
+        spec = fe([waves[row, : max(n, 400)].numpy()], sampling_rate=16000, return_tensors="pt").input_values[0]
+        is_padding = (spec == pad_value).all(dim=1)
+        real_frames = int((~is_padding).nonzero().max()) + 1
+        expected = torch.tensor([j * config.time_stride < real_frames for j in range(grid[1])]).repeat(grid[0])
+        assert torch.equal(mask[row], expected), f"{n} samples"
+        same_as_padding = torch.isclose(tokens[row], padding_tokens, atol=1e-5).all(dim=1)
+        assert torch.equal(same_as_padding, ~expected), f"{n} samples: mask != tokens seen by the model"
+    assert mask[-1].all() and mask[0].sum() == grid[0]  # the full input: every token; the shortest: one column
+    assert "token_mask" in encoder.config()  # stores of the unmasked token layers are not reused

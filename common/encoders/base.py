@@ -17,9 +17,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
+import math
+
 import torch
 
+from ..errors import UserError
+
 Frames = tuple[torch.Tensor, torch.Tensor]  # features [B, N, D], valid mask [B, N]
+
+
+#: Fully convolutional clip models (PANNs CNN14, EfficientAT) encode a clip
+#: whole up to this length and cut longer audio into windows of it, only to
+#: bound memory: CNN14 on 120 s peaks at about +0.6 GB (fp32, CPU; 60 s: +0.3
+#: GB), EfficientAT mn04 at about a fifth of that. Option `window_seconds`.
+WHOLE_CLIP_SECONDS = 120.0
+
+
+class EncoderOptionError(UserError, ValueError):
+    """An --encoder-option value the encoder cannot use."""
+
+
+def seconds_option(value, option: str) -> float:
+    """A positive, finite number of seconds from an --encoder-option value."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise EncoderOptionError(f"--encoder-option {option}={value!r}: give a positive number of seconds")
+    return seconds
 
 
 @dataclass(frozen=True)

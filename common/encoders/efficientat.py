@@ -25,6 +25,16 @@ Mel upper edge: EfficientAT's `AugmentMelSTFT(fmax=None)`, which its
 That reference value is the default here; option `fmax=16000` gives the 0-16
 kHz banks that /work/shared/pretrained/README.md describes.
 
+Input length: the whole clip. The network is fully convolutional with a
+global average pool; EVAR feeds its models each clip whole (the task's full
+`unit_sec`, `evar/ds_tasks.py`), and EfficientAT's own HEAR wrapper
+(`fschmid56/EfficientAT_HEAR`, `hear_mn/hear_wrapper.py`,
+`MNHearWrapper.get_scene_embeddings`) feeds whole clips up to its
+`max_model_window` of 10 s and averages 10 s windows every 2.5 s beyond.
+Here clips longer than `WHOLE_CLIP_SECONDS` (120 s) are cut into windows of
+that length, only to bound memory (option `window_seconds=S`;
+`window_seconds=10` gives the 10 s windows of earlier versions).
+
 Layers:
   features   [B, N, 384]  last feature map averaged over frequency, one frame
                           per 32 STFT hops (0.32 s)
@@ -42,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Encoder, Layer
+from .base import WHOLE_CLIP_SECONDS, Encoder, Layer, seconds_option
 from .checkpoints import CheckpointError, load_strict, local_or_fetched, read_state_dict
 
 CHECKPOINT_NAME = "mn04_as_mAP_432.pt"
@@ -151,14 +161,16 @@ class MN04(nn.Module):
 
 class EfficientATEncoder(Encoder):
     sample_rate = SAMPLE_RATE
-    window_seconds = 10.0  # trained on 10 s AudioSet clips
+    window_seconds = WHOLE_CLIP_SECONDS  # whole clips (see the module docstring)
     # The centred STFT reflect-pads 512 samples, so it needs > 512 samples
     # after pre-emphasis; 0.02 s = 640 samples.
     min_seconds = 0.02
     padding_invariant = False  # the global average pool sees padded frames
 
-    def __init__(self, checkpoint: Path | None = None, labels_file: Path | None = None, fmax: float = FMAX):
+    def __init__(self, checkpoint: Path | None = None, labels_file: Path | None = None, fmax: float = FMAX,
+                 window_seconds: float = WHOLE_CLIP_SECONDS):
         super().__init__()
+        self.window_seconds = window_seconds
         self.model = MN04(fmax)
         self.fmax = float(fmax)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
@@ -174,10 +186,11 @@ class EfficientATEncoder(Encoder):
 
     @classmethod
     def from_options(cls, pretrained_dir: Path, checkpoint: str | None = None, fmax: str | None = None,
-                     **options) -> "EfficientATEncoder":
+                     window_seconds: str | float = WHOLE_CLIP_SECONDS, **options) -> "EfficientATEncoder":
         if options:
             raise ValueError(f"efficientat_mn04 has no options {sorted(options)}; "
-                             "it takes checkpoint=PATH and fmax=HZ")
+                             "it takes checkpoint=PATH, fmax=HZ and window_seconds=S")
+        window = seconds_option(window_seconds, "window_seconds")
         if checkpoint is None:
             checkpoint = local_or_fetched(Path(pretrained_dir) / "efficientat_mn04" / CHECKPOINT_NAME,
                                           "efficientat_mn04", "EfficientAT mn04 checkpoint", CHECKPOINT_SOURCE)
@@ -188,10 +201,12 @@ class EfficientATEncoder(Encoder):
             raise CheckpointError(f"EfficientAT mn04 checkpoint not found: expected {path}. Download it from "
                                   f"{CHECKPOINT_SOURCE} (or pass checkpoint=PATH).")
         labels = path.parent / LABELS_NAME
-        return cls(path, labels if labels.is_file() else None, float(fmax) if fmax else FMAX)
+        return cls(path, labels if labels.is_file() else None, float(fmax) if fmax else FMAX, window)
 
     def config(self) -> dict:
-        cfg = {"fmax": self.fmax}
+        # the window decides the embeddings of long clips: stores made with
+        # another one (10 s windows before whole clips) are never mixed
+        cfg = {"fmax": self.fmax, "window_seconds": self.window_seconds}
         if self.checkpoint is None:
             return {"checkpoint": None, **cfg}
         return {"checkpoint": self.checkpoint.name, "checkpoint_bytes": self.checkpoint.stat().st_size, **cfg}

@@ -7,6 +7,15 @@ strictly. The log-mel front end is rebuilt here (torch.stft + librosa's mel
 filterbank): the checkpoint's fixed front-end tensors (STFT conv kernels and
 `melW`) are derived, not learned, so their stored values are ignored.
 
+Input length: the whole clip, as EVAR and HEAR feed CNN14 (EVAR
+`evar/ar_cnn14.py`: `encode_frames` + `temporal_pooling` on each clip of the
+task's full `unit_sec`; HEAR 2021 `cvssp-panns` `panns_hear.get_scene_embeddings`:
+`model(x)['embedding']` on the whole clip, zero-padded to at least 1 s). The
+network is fully convolutional with a global pool, so no window length is
+native to it; clips longer than `WHOLE_CLIP_SECONDS` (120 s) are cut into
+windows of that length only to bound memory (option `window_seconds=S`;
+`window_seconds=10` gives the 10 s windows of earlier versions).
+
 Layers:
   embedding    [B, 1, 2048]   the model's clip embedding (ReLU(fc1)), default
   conv_block6  [B, N, 2048]   frames after conv_block6, averaged over
@@ -22,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Encoder, Layer
+from .base import WHOLE_CLIP_SECONDS, Encoder, Layer, seconds_option
 from .checkpoints import load_strict, local_or_fetched, read_state_dict, require_file
 
 CHECKPOINT_NAME = "Cnn14_mAP=0.431.pth"
@@ -117,14 +126,15 @@ class Cnn14(nn.Module):
 
 class Cnn14Encoder(Encoder):
     sample_rate = SAMPLE_RATE
-    window_seconds = 10.0  # trained on 10 s AudioSet clips
+    window_seconds = WHOLE_CLIP_SECONDS  # whole clips (see the module docstring)
     # Five 2x pools in time need >= 32 STFT frames (1 + T // 320 >= 32);
     # 0.32 s gives 33.
     min_seconds = 0.32
     padding_invariant = False  # global max/mean pooling over time sees padding
 
-    def __init__(self, checkpoint: Path | None = None):
+    def __init__(self, checkpoint: Path | None = None, window_seconds: float = WHOLE_CLIP_SECONDS):
         super().__init__()
+        self.window_seconds = window_seconds
         self.cnn14 = Cnn14()
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         if self.checkpoint is not None:
@@ -135,18 +145,24 @@ class Cnn14Encoder(Encoder):
         self.default_layer = "embedding"
 
     @classmethod
-    def from_options(cls, pretrained_dir: Path, checkpoint: str | None = None, **options) -> "Cnn14Encoder":
+    def from_options(cls, pretrained_dir: Path, checkpoint: str | None = None,
+                     window_seconds: str | float = WHOLE_CLIP_SECONDS, **options) -> "Cnn14Encoder":
         if options:
-            raise ValueError(f"panns_cnn14 has no options {sorted(options)}; it takes checkpoint=PATH")
+            raise ValueError(f"panns_cnn14 has no options {sorted(options)}; "
+                             "it takes checkpoint=PATH and window_seconds=S")
+        window = seconds_option(window_seconds, "window_seconds")
         if checkpoint:
-            return cls(require_file(Path(checkpoint), "PANNs Cnn14 checkpoint", CHECKPOINT_SOURCE))
+            return cls(require_file(Path(checkpoint), "PANNs Cnn14 checkpoint", CHECKPOINT_SOURCE), window)
         return cls(local_or_fetched(Path(pretrained_dir) / "panns" / CHECKPOINT_NAME, "panns_cnn14",
-                                    "PANNs Cnn14 checkpoint", CHECKPOINT_SOURCE))
+                                    "PANNs Cnn14 checkpoint", CHECKPOINT_SOURCE), window)
 
     def config(self) -> dict:
+        # the window decides the embeddings of long clips: stores made with
+        # another one (10 s windows before whole clips) are never mixed
+        window = {"window_seconds": self.window_seconds}
         if self.checkpoint is None:
-            return {"checkpoint": None}
-        return {"checkpoint": self.checkpoint.name, "checkpoint_bytes": self.checkpoint.stat().st_size}
+            return {"checkpoint": None, **window}
+        return {"checkpoint": self.checkpoint.name, "checkpoint_bytes": self.checkpoint.stat().st_size, **window}
 
     @torch.no_grad()
     def tag(self, waveforms: torch.Tensor) -> torch.Tensor:

@@ -394,10 +394,19 @@ class WhisperEncoder(TransformersEncoder):
 class ASTEncoder(TransformersEncoder):
     """Audio Spectrogram Transformer (AudioSet fine-tuned). Layers: the hidden
     states layer0..layerL and `token_mean` (last_hidden_state) as patch
-    tokens without the cls/distillation tokens (all frames valid: the model
-    sees the padded spectrogram), and `pooled` (pooler output, clip-level,
-    the default). Each item is featurised on its own samples and padded to
-    max_length frames, so batching is padding-invariant."""
+    tokens, and `pooled` (pooler output, clip-level, the default). Each item
+    is featurised on its own samples and padded to max_length frames, so
+    batching is padding-invariant.
+
+    Patch tokens that cover only padding are masked out. The patch grid comes
+    from the config: a patch_size x patch_size conv with strides
+    (frequency_stride, time_stride) over the [mel, max_length] fbank gives
+    f x t patches, flattened frequency-major (token k has time index k % t),
+    and time patch j starts at fbank frame j * time_stride; it is valid while
+    that frame holds real audio. The item's fbank frames are Kaldi's
+    (25 ms window, 10 ms shift, no edge padding: 1 + (n - 400) // 160 at 16
+    kHz). The cls and distillation tokens (first two) are never part of the
+    token layers: they summarise the clip and form the `pooled` layer."""
 
     sample_rate = 16000
     window_seconds = 10.24
@@ -410,26 +419,41 @@ class ASTEncoder(TransformersEncoder):
     model_types = ("audio-spectrogram-transformer",)
     extra_files = ("preprocessor_config.json",)
     special_tokens = 2  # cls + distillation
+    fbank_window, fbank_shift = 400, 160  # Kaldi fbank defaults at 16 kHz: 25 ms, 10 ms
 
     def __init__(self, model, directory, weights):
         super().__init__(model, directory, weights)
         config = model.config
         self.feature_extractor, self.has_preprocessor = self.load_feature_extractor(
             directory, "ASTFeatureExtractor", num_mel_bins=config.num_mel_bins, max_length=config.max_length)
+        self.max_frames = int(self.feature_extractor.max_length)
+        self.frequency_patches, self.time_patches = model.embeddings.get_shape(config)
+        self.time_stride = config.time_stride
         self.layers = self._hidden_layers(config.num_hidden_layers, config.hidden_size)
         self.layers += [Layer("token_mean", config.hidden_size), Layer("pooled", config.hidden_size)]
         self.default_layer = "pooled"
-        self.settings = {"preprocessor_config": self.has_preprocessor}
+        # token layers of earlier versions averaged padding tokens too: a new config, new stores
+        self.settings = {"preprocessor_config": self.has_preprocessor, "token_mask": "padding-only patches excluded"}
+
+    def token_mask(self, lengths: torch.Tensor) -> torch.Tensor:
+        """[B, f * t] True for the patch tokens whose time patch starts on an
+        fbank frame of real audio (items of `lengths` samples)."""
+        samples = lengths.clamp(min=self.fbank_window)  # shorter items are zero-padded to one frame
+        frames = (1 + (samples - self.fbank_window) // self.fbank_shift).clamp(max=self.max_frames)
+        starts = torch.arange(self.time_patches, device=lengths.device) * self.time_stride
+        valid_times = starts[None, :] < frames[:, None]  # [B, t]; patch 0 always holds real frames
+        return valid_times.repeat(1, self.frequency_patches)
 
     def input_values(self, audio: Sequence[np.ndarray]) -> torch.Tensor:
         """The checkpoint's fbank features of each 16 kHz clip, [B, max_length, mels]."""
-        audio = [np.pad(item, (0, max(0, 400 - len(item)))) for item in audio]  # at least one fbank frame
+        audio = [np.pad(item, (0, max(0, self.fbank_window - len(item)))) for item in audio]  # >= one fbank frame
         return self.feature_extractor(audio, sampling_rate=self.sample_rate, return_tensors="pt").input_values
 
     def _run(self, waveforms, lengths, layers):
         feats = self.input_values([w[: int(n)].detach().cpu().numpy() for w, n in zip(waveforms, lengths)])
         out = self.model(feats.to(waveforms.device), output_hidden_states=True)
         states = self._hidden_states(out)
+        tokens_valid = self.token_mask(lengths).to(out.last_hidden_state.device)
         result = {}
         for name in layers:
             if name == "pooled":
@@ -437,8 +461,7 @@ class ASTEncoder(TransformersEncoder):
                 result[name] = (pooled, torch.ones(pooled.shape[:2], dtype=torch.bool, device=pooled.device))
                 continue
             tokens = (out.last_hidden_state if name == "token_mean" else states[int(name[5:])])
-            tokens = tokens[:, self.special_tokens:]
-            result[name] = (tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device))
+            result[name] = (tokens[:, self.special_tokens:], tokens_valid)
         return result
 
 
@@ -454,14 +477,13 @@ class ASTTagger(ASTEncoder):
         super().__init__(model.audio_spectrogram_transformer, directory, weights)
         self.classifier = model.classifier
         self.id2label = {int(k): v for k, v in model.config.id2label.items()}
-        #: (frequency rows, time columns) of the patch grid
-        self.patch_grid = tuple(self.model.embeddings.get_shape(model.config))
 
     @torch.no_grad()
     def tag(self, audio: np.ndarray, crop: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(sigmoid class probabilities [labels], attention [rows, columns])
-        of one 16 kHz clip, columns: the patch columns holding the clip
-        (those after it see only padding). The attention is the softmax of the last block's
+        """(sigmoid class probabilities [labels], attention [frequency
+        patches, time patches]) of one 16 kHz clip, time patches: those
+        `token_mask` keeps (the later ones see only padding). The attention
+        is the softmax of the last block's
         queries of the two special tokens against every patch key, averaged
         over heads and both tokens; only the queries of those two tokens are
         recomputed (from the block's input, caught by a hook), so no
@@ -473,14 +495,12 @@ class ASTTagger(ASTEncoder):
         features = self.input_values([audio])
         embeddings = self.model.embeddings
         full = embeddings.position_embeddings
-        config = self.model.config
-        rows, columns = self.patch_grid
-        frames = 1 + max(0, len(audio) - 400) // 160  # fbank frames of the clip itself
-        audio_columns = min(columns, max(1, -(-(frames - config.patch_size) // config.time_stride) + 1))
+        rows, columns = self.frequency_patches, self.time_patches
+        audio_columns = int(self.token_mask(torch.tensor([len(audio)]))[0, :columns].sum())
         if crop:
             columns = audio_columns
-            features = features[:, : (columns - 1) * config.time_stride + config.patch_size]
-            grid = full[:, self.special_tokens:].reshape(1, rows, self.patch_grid[1], -1)[:, :, :columns]
+            features = features[:, : (columns - 1) * self.time_stride + self.model.config.patch_size]
+            grid = full[:, self.special_tokens:].reshape(1, rows, self.time_patches, -1)[:, :, :columns]
             embeddings.position_embeddings = torch.nn.Parameter(
                 torch.cat([full[:, : self.special_tokens], grid.reshape(1, rows * columns, -1)], 1),
                 requires_grad=False)

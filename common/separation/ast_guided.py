@@ -179,7 +179,7 @@ class ASTGuidedSeparator(Separator):
         mel bins (Kaldi's HTK mel scale, 20 Hz to Nyquist, like AST's fbank)."""
         import librosa
         cfg = self.tagger.model.config
-        rows = self.tagger.patch_grid[0]
+        rows = self.tagger.frequency_patches
         mel_rows = np.zeros((cfg.num_mel_bins, rows))
         for r in range(rows):
             mel_rows[r * cfg.frequency_stride: r * cfg.frequency_stride + cfg.patch_size, r] = 1.0
