@@ -92,8 +92,17 @@ def main(argv=None) -> list[dict]:
                                    device=args.device, num_workers=args.num_workers, encoder_options=encoder_options)
         rows += run_probes(task, [store], recipe=recipe, seeds=args.seeds, device=device,
                            work_dir=work_dir)
+    separation = None
+    if args.demo and "esc50_feature_fc" in args.tasks:   # separation on the demo ESC-50 mixtures
+        from .separation.demo import run_separation_demo
+        print("== Source separation: mixture, oracle_irm and nmf on the demo ESC-50 mixtures")
+        separation = run_separation_demo(roots["esc50_feature_fc"], work_root / "source_separation")
     print()
     print(markdown_table(rows))
+    if separation is not None:
+        from .separation.report import markdown_rows
+        print()
+        print(markdown_rows(separation))
     print(f"\n{len(rows)} results in {time.time() - started:.0f} s; per-run JSON and results.csv under "
           f"{work_root or 'each task folder'}")
     return rows

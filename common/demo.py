@@ -380,10 +380,29 @@ def _make_esc50(out: Path, rng: np.random.Generator) -> tuple[Path, list[Awkward
     lines += [f"{r[0]},{r[1]},{r[2]},{r[3]},{r[4]},{r[5]},{r[6]}" for r in rows]
     (root / "meta").mkdir(parents=True, exist_ok=True)
     (root / "meta" / "esc50.csv").write_text("\n".join(lines) + "\n")
+    (root / "meta" / SEPARATION_LIST).write_text(_esc50_mixture_list(rows))
     (root / "README.md").write_text(
         "# ESC-50 (synthetic demo)\n\nSynthetic clips in the layout of ESC-50 (audio/, meta/esc50.csv),\n"
         f"{len(ESC_CLASSES)} of the 50 classes x 10 clips, 5 folds; written by common.demo.\n")
     return root, awkward, len(rows)
+
+
+SEPARATION_LIST = "separation_mixtures.csv"
+
+
+def _esc50_mixture_list(rows) -> str:
+    """Separation mixtures of the demo clips in AudioSep's esc50_eval.csv
+    format: every take-A clip of folds 4 and 5 as the target, the take-B clip
+    of the next class in the other fold as the interference (folds 1-3 are
+    left for training the NMF bases)."""
+    by_key = {(r[2], r[1], r[6]): r[0] for r in rows}   # (class id, fold, take) -> file name
+    ids = [c[0] for c in ESC_CLASSES]
+    lines = ["idx,caption,src_wav,noise_wav"]
+    for fold in (4, 5):
+        for i, (target, category, _, _) in enumerate(ESC_CLASSES):
+            other = by_key[(ids[(i + 1) % len(ids)], 9 - fold, "B")]
+            lines.append(f"{len(lines) - 1},{category.replace('_', ' ')},{by_key[(target, fold, 'A')]},{other}")
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------

@@ -14,8 +14,9 @@ Published numbers are data: `common/published_numbers.csv`, one row per
 number with its source and setting. A published row is listed beside one of
 our results only where task, dataset version, protocol id, test set,
 validation rule, probe type and metric are all equal (`Setting`); protocols
-that match no published table (`lists12`), random splits, subsets and
-incomplete datasets are never paired. Written to `<out>/leaderboard.md`,
+that match no published table (`lists12`, or a protocol run on features of
+another dataset version), random splits, subsets and incomplete datasets are
+never paired. Written to `<out>/leaderboard.md`,
 `leaderboard.csv`, `comparisons.csv` and `leaderboard.png`, and printed.
 """
 from __future__ import annotations
@@ -60,7 +61,8 @@ OWN_VALIDATION_PART = {"nsynth", "speech_commands"}
 # The test part each protocol scores on (the protocol id decides it; named here for the published table).
 TEST_SETS = {("nsynth", "official"): "nsynth-test", ("speech_commands", "full"): "testing_list",
              ("speech_commands", "superb"): "test_archive", ("speech_commands", "hear"): "test_archive",
-             ("speaker_id", "official"): "per-speaker-20%", ("icbhi", "recording"): "official-test-patients",
+             ("speaker_id", "official"): "per-speaker-20%", ("speaker_id", "chapters"): "per-speaker-chapters-20%",
+             ("icbhi", "recording"): "official-test-patients",
              ("icbhi", "cycle"): "official-test-patients"}
 
 
@@ -113,7 +115,8 @@ def setting_of(row) -> Setting | None:
     """The Setting of one of our result rows, or None when it must never be
     paired with a published number (see the module docstring)."""
     if (row.get("split") != "official" or row.get("subset") or row.get("protocol") in NEVER_PAIRED
-            or str(row.get("dataset_complete", "True")).lower() == "false" or row.get("head") not in PROBE_KINDS):
+            or str(row.get("dataset_complete", "True")).lower() == "false"
+            or str(row.get("comparable", "True")).lower() == "false" or row.get("head") not in PROBE_KINDS):
         return None
     return Setting(row["task"], row["variant"], row["protocol"], test_set(row), validation_rule(row),
                    PROBE_KINDS[row["head"]], row["metric"])
@@ -576,6 +579,11 @@ def main(argv: list[str] | None = None) -> Leaderboard:
                                   args.all_layers)
     except UserError as err:
         sys.exit(f"error: {err}")
+    from .separation.report import write_separation_section
+    separation = write_separation_section(args.work_dir, Path(args.out), with_published=not args.no_published)
+    if not board.entries and separation:
+        print(separation)
+        return board
     if not board.entries:
         where = ", ".join(map(str, args.work_dir)) if args.work_dir else "the task folders and demo_runs/"
         sys.exit(f"error: no results.csv with results found under {where}: run train.py or "
@@ -588,6 +596,9 @@ def main(argv: list[str] | None = None) -> Leaderboard:
     if board.comparisons:
         print()
         print(board.comparison_markdown())
+    if separation:
+        print()
+        print(separation)
     print()
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return board

@@ -39,6 +39,8 @@ def csv_row(result: dict) -> dict:
                 "valid_mean": valid.get("mean", ""), "valid_std": valid.get("std", ""),
                 "runs": summary[metric]["n"], "seeds": " ".join(map(str, result["seeds"])),
                 "macro_f1": summary["macro_f1"]["mean"], "dataset_complete": result["dataset_complete"],
+                # False where the protocol's own settings are not those of any published table
+                "comparable": result.get("protocol_comparable", True),
                 "created": result["created"], "result_file": result["result_file"]})
     return row
 

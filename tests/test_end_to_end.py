@@ -33,6 +33,14 @@ def test_demo_runs_every_task_protocol_and_head(demo_run):
     assert set(rows.loc[rows["task"] == "icbhi", "metric"]) == {"icbhi_score"}
 
 
+def test_demo_includes_separation_with_the_baselines_and_nmf(demo_run):
+    runs, _ = demo_run
+    table = pd.read_csv(runs / "source_separation" / "results" / "separation_results.csv").set_index("method")
+    assert set(table.index) == {"mixture", "oracle_irm", "nmf"}
+    assert table.loc["mixture", "sdri"] == pytest.approx(0.0, abs=1e-9)
+    assert table.loc["oracle_irm", "sdri"] > table.loc["nmf", "sdri"] > 3
+
+
 def test_demo_probes_are_well_above_chance(demo_run):
     _, rows = demo_run
     for (task, protocol), group in rows.groupby(["task", "protocol"]):

@@ -16,7 +16,8 @@ Differences from upstream, none of which change the numbers:
 - the STFT/ISTFT are `torch.stft`/`torch.istft` instead of torchlibrosa's
   convolution kernels, so the checkpoint's kernel tensors are ignored;
 - the CLAP query encoder (`query_encoder.*`) is not part of this module: the
-  condition is a fixed embedding (see `AudioSepEncoder`).
+  condition is a fixed embedding (see `AudioSepEncoder`); the separation
+  method `common.separation.audiosep` adds it (`common.encoders.laion_clap`).
 """
 from __future__ import annotations
 
@@ -282,8 +283,10 @@ class AudioSepEncoder(Encoder):
             raise ValueError(f"{query}: expected one {CONDITION_SIZE}-d embedding, got shape {array.shape}")
         return torch.from_numpy(array.reshape(CONDITION_SIZE).copy())
 
-    def load_checkpoint(self, path: Path) -> None:
-        state = read_state_dict(path)
+    def load_checkpoint(self, path: Path, state: dict[str, torch.Tensor] | None = None) -> None:
+        """Load the `ss_model.*` tensors of the checkpoint at `path` (or of
+        `state`, its tensors already read)."""
+        state = read_state_dict(path) if state is None else state
         # query_encoder.* is the CLAP model (not used: the condition is fixed);
         # the front-end kernels are recomputed by torch.stft/istft.
         state = {k: v for k, v in state.items()
@@ -297,17 +300,22 @@ class AudioSepEncoder(Encoder):
                      **options) -> "AudioSepEncoder":
         if options:
             raise ValueError(f"audiosep has no options {sorted(options)}; it takes checkpoint=PATH, query=PATH")
+        return cls(checkpoint=cls.locate_checkpoint(pretrained_dir, checkpoint), query=Path(query) if query else None)
+
+    @staticmethod
+    def locate_checkpoint(pretrained_dir: Path, checkpoint: str | Path | None = None) -> Path:
+        """`checkpoint` if given, else the official or HF file in
+        `pretrained_dir/AudioSep/` (or its fetched copy, see `local_or_fetched`);
+        CheckpointError naming it when missing."""
         if checkpoint:
-            path = require_file(Path(checkpoint), "AudioSep checkpoint", CHECKPOINT_SOURCE)
-        else:
-            folder = Path(pretrained_dir) / CHECKPOINT_DIR
-            path = folder / CHECKPOINT_NAME
-            if not path.exists() and (folder / HF_CHECKPOINT_NAME).exists():
-                path = folder / HF_CHECKPOINT_NAME
-            path = local_or_fetched(path, "audiosep",
-                                    f"AudioSep checkpoint ({CHECKPOINT_NAME} or {HF_CHECKPOINT_NAME} in {folder})",
-                                    CHECKPOINT_SOURCE)
-        return cls(checkpoint=path, query=Path(query) if query else None)
+            return require_file(Path(checkpoint), "AudioSep checkpoint", CHECKPOINT_SOURCE)
+        folder = Path(pretrained_dir) / CHECKPOINT_DIR
+        path = folder / CHECKPOINT_NAME
+        if not path.exists() and (folder / HF_CHECKPOINT_NAME).exists():
+            path = folder / HF_CHECKPOINT_NAME
+        return local_or_fetched(path, "audiosep",
+                                f"AudioSep checkpoint ({CHECKPOINT_NAME} or {HF_CHECKPOINT_NAME} in {folder})",
+                                CHECKPOINT_SOURCE)
 
     def config(self) -> dict:
         ckpt = self.checkpoint

@@ -51,7 +51,9 @@ class MethodOption:
 
 class Separator:
     #: the rate `separate` works at; the pipeline resamples to and from it
-    sample_rate: ClassVar[int]
+    #: (None: any rate, the input's; an instance may set its own, e.g. NMF
+    #: bases learned at 32 kHz)
+    sample_rate: ClassVar[int | None]
     #: True for oracle baselines that need the true sources of the mixture
     needs_references: ClassVar[bool] = False
     #: the method's own command-line options
@@ -65,6 +67,11 @@ class Separator:
                  references: dict[str, np.ndarray] | None = None) -> Separated:
         """`references` (oracle methods only): {"target": [T], "interference": [T]}."""
         raise NotImplementedError
+
+    def training_clips(self) -> set[str]:
+        """Clips (benchmark file names or item ids) the method learned from;
+        benchmark mixtures that use one are excluded from its scores."""
+        return set()
 
     def config(self) -> dict:
         """JSON-serialisable settings that determine the output (checkpoint, options)."""
