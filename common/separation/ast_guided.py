@@ -45,7 +45,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
+from .atomic import atomic_write_json
 from .base import MethodOption, Query, Separated, Separator
+from .masks import istft, stft
 
 SAMPLE_RATE = 16000
 # AudioSet class ids (indices of the 527-class ontology the checkpoint's
@@ -198,16 +200,6 @@ class ASTGuidedSeparator(Separator):
         return fb.T @ mel_rows
 
     # ---- separation -----------------------------------------------------------------
-    def _stft(self, x: np.ndarray) -> np.ndarray:
-        import librosa
-        return librosa.stft(x, n_fft=self.options["n_fft"], hop_length=self.options["hop"], window="hann",
-                            center=True)
-
-    def _istft(self, spec: np.ndarray, length: int) -> np.ndarray:
-        import librosa
-        return librosa.istft(spec, hop_length=self.options["hop"], n_fft=self.options["n_fft"], window="hann",
-                             center=True, length=length)
-
     def _mask(self, power, frames, attention, spectrum, omega_q, ast_q):
         o = self.options
         # the spectrum in dB: 0 at its omega_q quantile (and below), 1 at its peak;
@@ -228,10 +220,9 @@ class ASTGuidedSeparator(Separator):
     def _one_pass(self, residual: np.ndarray, mixture_energy: float, index: int):
         o = self.options
         started = time.perf_counter()
-        total = len(residual)
-        spec = self._stft(residual)
+        total, hop = len(residual), o["hop"]
+        spec = stft(residual, n_fft=o["n_fft"], hop=hop)
         power = np.abs(spec) ** 2
-        hop = o["hop"]
         anchor = max(1, int(round(o["anchor_seconds"] * SAMPLE_RATE / hop)))
         frame_energy = power.sum(0)
         if len(frame_energy) > anchor:
@@ -258,12 +249,12 @@ class ASTGuidedSeparator(Separator):
         strategy = "aggressive"
         mask, profile, weight_e, weight_a = self._mask(power, frames, attention, spectrum,
                                                        o["omega_q_aggressive"], o["ast_q_aggressive"])
-        separated = self._istft(mask * spec, total)
+        separated = istft(mask * spec, total, hop=hop).astype(np.float64)
         if float(np.sum(separated ** 2)) < o["weak_eratio"] * mixture_energy:
             strategy = "conservative"
             mask, profile, weight_e, weight_a = self._mask(power, frames, attention, spectrum,
                                                            o["omega_q_conservative"], o["ast_q_conservative"])
-            separated = self._istft(mask * spec, total)
+            separated = istft(mask * spec, total, hop=hop).astype(np.float64)
         energy = float(np.sum(separated ** 2))
         # the event's extent: frames within 30 dB of its loudest frame
         frame_sep = (mask ** 2 * power).sum(0)
@@ -371,12 +362,11 @@ class ASTGuidedSeparator(Separator):
 
     # ---- files and the event sink ---------------------------------------------------
     def write_extras(self, out_dir: Path, separated: Separated, input_rate: int) -> list[Path]:
-        from ..results import write_json
         out_dir = Path(out_dir)
         info = separated.info
         record = {k: info[k] for k in ("events", "ast_calls", "passes", "stopped", "target_pass", "target_rule",
                                        "energy", "seconds")}
-        written = [write_json(record, out_dir / "events.json")]
+        written = [atomic_write_json(out_dir / "events.json", record)]
         traces = self._traces.pop(info.get("run"), None)
         if traces is not None:
             for event, trace in zip(info["events"], traces):
