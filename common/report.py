@@ -36,6 +36,7 @@ import pandas as pd
 
 from .benchmark import TASK_FOLDERS
 from .encoders import PROJECT_ROOT
+from .entry import add_debug_option, entry_point
 from .errors import UserError
 
 PUBLISHED_TABLE = Path(__file__).with_name("published_numbers.csv")
@@ -569,16 +570,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-published", action="store_true", help="leave published numbers out")
     p.add_argument("--all-layers", action="store_true",
                    help="one row per probed layer (default: each store's default layer only)")
-    return p
+    return add_debug_option(p)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> Leaderboard:
     args = parser().parse_args(argv)
-    try:
-        board = build_leaderboard(args.work_dir, None if args.no_published else Path(args.published),
-                                  args.all_layers)
-    except UserError as err:
-        sys.exit(f"error: {err}")
+    board = build_leaderboard(args.work_dir, None if args.no_published else Path(args.published), args.all_layers)
     from .separation.report import write_separation_section
     separation = write_separation_section(args.work_dir, Path(args.out), with_published=not args.no_published)
     if not board.entries and separation:
