@@ -12,8 +12,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .errors import UserError
 
-class AudioReadError(RuntimeError):
+
+class AudioReadError(UserError, RuntimeError):
     """A file that cannot be decoded; the message names the file and the cause."""
 
 

@@ -6,7 +6,9 @@ import time
 from pathlib import Path
 
 from .encoders import ENCODERS, PROJECT_ROOT, default_pretrained_dir
+from .entry import add_debug_option, entry_point
 from .fetch import add_fetch_options, apply_fetch_options, fetch_task_data
+from .options import device, non_negative_int, positive_int
 from .task import load_task
 
 # task folder -> name of its dataset in common.demo
@@ -43,18 +45,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", nargs="+", choices=list(TASK_FOLDERS), default=list(TASK_FOLDERS))
     p.add_argument("--work-dir", help="where features and results go (default: demo_runs/ with --demo, "
                                       "else each task folder)")
-    p.add_argument("--epochs", type=int, default=100, help="maximum probe epochs")
-    p.add_argument("--seeds", type=int, nargs="+", default=None,
+    p.add_argument("--epochs", type=positive_int, default=100, help="maximum probe epochs")
+    p.add_argument("--seeds", type=non_negative_int, nargs="+", default=None,
                    help="probe seeds (default: 0 1 2 on single-split tasks, one per fold on k-fold tasks)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--num-workers", type=int, default=None)
+    p.add_argument("--device", default="auto", type=device)
+    p.add_argument("--num-workers", type=non_negative_int, default=None)
     p.add_argument("--download", action="store_true",
                    help="first fetch each task's official dataset archives into --data-root (verified, resumable, "
                         "licence printed; a dataset already complete there is not fetched again)")
     add_fetch_options(p)
-    return p
+    return add_debug_option(p)
 
 
+@entry_point
 def main(argv=None) -> list[dict]:
     p = parser()
     args = p.parse_args(argv)
@@ -80,7 +83,7 @@ def main(argv=None) -> list[dict]:
         roots = {t: made[TASK_FOLDERS[t]] for t in args.tasks}
     work_root = Path(args.work_dir) if args.work_dir else (PROJECT_ROOT / "demo_runs" if args.demo else None)
     recipe = Recipe(**{**DEFAULT_RECIPE.to_dict(), "epochs": args.epochs}) if args.epochs != 100 else DEFAULT_RECIPE
-    device = resolve_device(args.device)
+    torch_device = resolve_device(args.device)
     rows = []
     for folder in args.tasks:
         task = load_task(PROJECT_ROOT / folder)
@@ -90,7 +93,7 @@ def main(argv=None) -> list[dict]:
         print(f"== {task.title}: extracting with {encoder}")
         store = extract_embeddings(task, encoder, roots.get(folder, args.data_root), work_dir=work_dir,
                                    device=args.device, num_workers=args.num_workers, encoder_options=encoder_options)
-        rows += run_probes(task, [store], recipe=recipe, seeds=args.seeds, device=device,
+        rows += run_probes(task, [store], recipe=recipe, seeds=args.seeds, device=torch_device,
                            work_dir=work_dir)
     separation = None
     if args.demo and "esc50_feature_fc" in args.tasks:   # separation on the demo ESC-50 mixtures

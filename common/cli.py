@@ -6,30 +6,24 @@ import sys
 import warnings
 from pathlib import Path
 
-from .audio import AudioReadError
-from .datasets import DatasetError, PartialDownloadWarning
-from .encoders import ENCODERS
-from .encoders.checkpoints import CheckpointError
+from .datasets import PartialDownloadWarning
+from .encoders import ENCODERS, encoder_class
+from .entry import add_debug_option, entry_point
 from .errors import UserError
 from .fetch import add_fetch_options, apply_fetch_options, fetch_task_data
+from .options import OptionError, device, learning_rate, non_negative_int, positive_float, positive_int
 from .pooling import POOLINGS
-from .store import FeatureStore, StoreMismatchError, find_stores
+from .protocols import VALIDATION_RULES, OfficialFolds
+from .store import FeatureStore, find_stores
 from .task import Task
 from .training import DEFAULT_RECIPE, SEEDS_RECIPE, Recipe
-
-USER_ERRORS = (UserError, DatasetError, CheckpointError, StoreMismatchError, AudioReadError, KeyError, ValueError)
-
-
-def _fail(err: Exception) -> None:
-    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-    sys.exit(f"error: {message}")
 
 
 def _options(pairs: list[str]) -> dict:
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise ValueError(f"--encoder-option takes KEY=VALUE, got {pair!r}")
+            raise OptionError(f"--encoder-option takes KEY=VALUE, got {pair!r}")
         key, value = pair.split("=", 1)
         out[key] = value
     return out
@@ -56,13 +50,14 @@ def extract_parser(task: Task) -> argparse.ArgumentParser:
     p.add_argument("--layer", default=None,
                    help="layer(s) to store: a name, an index, a comma list, or 'all' (default: the encoder's)")
     p.add_argument("--pooling", default="mean", choices=POOLINGS, help="pooling over time")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--device", default="auto", type=device, help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast precision")
-    p.add_argument("--batch-size", type=int, default=64, help="most items per batch")
-    p.add_argument("--max-batch-seconds", type=float, default=160.0,
+    p.add_argument("--batch-size", type=positive_int, default=64, help="most items per batch")
+    p.add_argument("--max-batch-seconds", type=positive_float, default=160.0,
                    help="audio seconds per batch including padding (bounds memory)")
-    p.add_argument("--num-workers", type=int, default=None, help="DataLoader decoding workers (default: cores-1, max 4)")
-    p.add_argument("--shard-size", type=int, default=1024, help="items per saved shard (unit of resumption)")
+    p.add_argument("--num-workers", type=non_negative_int, default=None,
+                   help="DataLoader decoding workers, 0 = decode in the main process (default: cores-1, max 4)")
+    p.add_argument("--shard-size", type=positive_int, default=1024, help="items per saved shard (unit of resumption)")
     p.add_argument("--checkpoint", help="checkpoint file or folder, instead of the default under pretrained_models/")
     p.add_argument("--encoder-option", action="append", metavar="KEY=VALUE", help="extra encoder option, repeatable")
     p.add_argument("--pretrained-dir", help="folder holding the checkpoints (default: pretrained_models/)")
@@ -70,9 +65,10 @@ def extract_parser(task: Task) -> argparse.ArgumentParser:
     p.add_argument("--store", help="store name (default: derived from encoder, layer and pooling)")
     p.add_argument("--overwrite", action="store_true", help="rebuild a store made with other settings")
     add_fetch_options(p, task.downloads)
-    return p
+    return add_debug_option(p)
 
 
+@entry_point
 def extract_main(task: Task, argv: list[str] | None = None) -> FeatureStore:
     args = extract_parser(task).parse_args(argv)
     warnings.showwarning = show_warnings
@@ -81,18 +77,16 @@ def extract_main(task: Task, argv: list[str] | None = None) -> FeatureStore:
     if args.checkpoint:
         options["checkpoint"] = args.checkpoint
     apply_fetch_options(args, options)
-    try:
-        data_root = args.data_root
-        if args.download is not None:
-            data_root = fetch_task_data(task, task.data_root(data_root), args.download or None)
-        return extract_embeddings(
-            task, args.encoder, data_root, work_dir=args.work_dir, store_name=args.store, layer=args.layer,
-            pooling=args.pooling, device=args.device, precision=args.precision,
-            max_batch_seconds=args.max_batch_seconds, batch_size=args.batch_size, num_workers=args.num_workers,
-            shard_size=args.shard_size, overwrite=args.overwrite, encoder_options=options,
-            pretrained_dir=args.pretrained_dir)
-    except USER_ERRORS as err:
-        _fail(err)
+    encoder_class(args.encoder).parse_options(options)  # refused before any data is read
+    data_root = args.data_root
+    if args.download is not None:
+        data_root = fetch_task_data(task, task.data_root(data_root), args.download or None)
+    return extract_embeddings(
+        task, args.encoder, data_root, work_dir=args.work_dir, store_name=args.store, layer=args.layer,
+        pooling=args.pooling, device=args.device, precision=args.precision,
+        max_batch_seconds=args.max_batch_seconds, batch_size=args.batch_size, num_workers=args.num_workers,
+        shard_size=args.shard_size, overwrite=args.overwrite, encoder_options=options,
+        pretrained_dir=args.pretrained_dir)
 
 
 # --------------------------------------------------------------------------- train
@@ -114,19 +108,27 @@ def train_parser(task: Task) -> argparse.ArgumentParser:
                    help="official protocol split, or the seeds' random 80/20 split with seed 42")
     if task.subsets:
         p.add_argument("--subset", choices=list(task.subsets), help="restrict to a subset of the classes")
-    p.add_argument("--seeds", type=int, nargs="+", default=None,
+    if any(isinstance(pr.split, OfficialFolds) for pr in task.protocols.values()):
+        p.add_argument("--validation", choices=VALIDATION_RULES, default=None,
+                       help="validation part of each fold: carve = 10%% of the training folds, stratified and "
+                            "group-safe (EVAR's rule, the default); next-fold = the fold after the test fold "
+                            "(HEAR's rule)")
+    p.add_argument("--refit", action="store_true",
+                   help="after choosing lr and epoch on validation, retrain on training + validation items at "
+                        "that lr and epoch before testing (validation metrics stay those measured before)")
+    p.add_argument("--seeds", type=non_negative_int, nargs="+", default=None,
                    help="probe seeds; mean ± std over them (default: 0 1 2 on single-split protocols, 0 on k-fold "
                         "protocols, whose folds give the spread)")
     p.add_argument("--recipe", default="default", choices=("default", "seeds"),
                    help=f"default: lr grid {list(DEFAULT_RECIPE.lrs)} and epoch picked on validation "
                         f"({DEFAULT_RECIPE.name}); seeds: the seeds' lr 1e-3, batch 8, 100 epochs, last epoch")
-    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the recipe's, 100)")
-    p.add_argument("--lr", type=float, default=None, help="pin the learning rate (no grid)")
-    p.add_argument("--batch-size", type=int, default=None, help="probe batch size (default: the recipe's)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    p.add_argument("--epochs", type=positive_int, default=None, help="maximum epochs (default: the recipe's, 100)")
+    p.add_argument("--lr", type=learning_rate, default=None, help="pin the learning rate (no grid)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="probe batch size (default: the recipe's)")
+    p.add_argument("--device", default="auto", type=device, help="auto (CUDA when present), cpu, cuda")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures beside each result")
     p.add_argument("--work-dir", help="where features/ and results/ are (default: the task folder)")
-    return p
+    return add_debug_option(p)
 
 
 def recipe_from_args(args) -> Recipe:
@@ -150,6 +152,7 @@ def recipe_from_args(args) -> Recipe:
     return Recipe(**fields)
 
 
+@entry_point
 def train_main(task: Task, argv: list[str] | None = None) -> list[dict]:
     args = train_parser(task).parse_args(argv)
     from .extract import resolve_device
@@ -162,18 +165,16 @@ def train_main(task: Task, argv: list[str] | None = None) -> list[dict]:
         stores = [s for s in stores if s.path.name == args.store]
     if not stores:
         what = f"for encoder {args.encoder!r} " if args.encoder else ""
-        _fail(ValueError(f"no complete features {what}under {work_dir / 'features'}: run "
-                         f"`python extract.py --encoder NAME --data-root DIR` first"))
+        raise UserError(f"no complete features {what}under {work_dir / 'features'}: run "
+                      f"`python extract.py --encoder NAME --data-root DIR` first")
     recipe = recipe_from_args(args)
-    device = resolve_device(args.device)
+    torch_device = resolve_device(args.device)
     heads = ["linear", "three_layer"] if args.head == "both" else [args.head]
     protocols = args.protocol or list(task.protocols)
-    try:
-        rows = run_probes(task, stores, layer=args.layer, heads=heads, protocols=protocols, split=args.split,
-                          subset=getattr(args, "subset", None), recipe=recipe, seeds=args.seeds,
-                          device=device, work_dir=work_dir, plots=not args.no_plots)
-    except USER_ERRORS as err:
-        _fail(err)
+    rows = run_probes(task, stores, layer=args.layer, heads=heads, protocols=protocols, split=args.split,
+                      subset=getattr(args, "subset", None), recipe=recipe, seeds=args.seeds,
+                      device=torch_device, work_dir=work_dir, plots=not args.no_plots,
+                      validation=getattr(args, "validation", None), refit=args.refit)
     print()
     print(markdown_table(rows))
     return rows

@@ -16,7 +16,8 @@ Roots (what each task's `--data-root` should point at):
     urbansound8k     DIR/UrbanSound8K           audio/fold1..10/*.wav, metadata/UrbanSound8K.csv
     nsynth           DIR                        nsynth-{train,valid,test}/examples.json + audio/
     librispeech      DIR/LibriSpeech            train-clean-100/, test-clean/ (FLAC)
-    speech_commands  DIR/speech_commands_v0.02  35 word folders, lists, _background_noise_/
+    speech_commands  DIR/speech_commands_v0.02  35 word folders, lists, _background_noise_/;
+                     beside it DIR/speech_commands_test_set_v0.01/ and _v0.02/ (12 class folders)
     icbhi            DIR/ICBHI_final_database   *.wav + *.txt, split and diagnosis files
 
 The audio is synthetic, never real recordings: each class is a fixed recipe
@@ -31,10 +32,11 @@ Sizes (seed 0; about 5 s on 2 idle cores with workers=2, ~190 MB):
     esc50            10 classes (6 ESC-10) x 10 clips (5 folds x takes A/B of one source)
     urbansound8k     10 classes x 10 folds x 2-3 clips = 233
     nsynth           train 11 families x 4 instruments x 5 notes = 220; valid, test 10 x 5 = 50 each
-    librispeech      train-clean-100: 8 speakers x 2 chapters x 6 utterances (2-5 s);
+    librispeech      train-clean-100: 8 speakers x 3 chapters x 4 utterances (2-5 s);
                      test-clean: 2 other speakers x 4
-    speech_commands  35 words x 10 speakers (6 train, 2 valid, 2 test by the official hash;
-                     the 10 core words twice) = 450, plus 4 background noises
+    speech_commands  35 words x 14 speakers (10 train, 2 valid, 2 test by the official hash;
+                     the 10 core words twice) = 630, plus 4 background noises; two 12-class
+                     test archives of 12 x 5 clips by 5 other speakers
     icbhi            20 patients (10 with abnormal cycles) x 2 recordings, ~190 cycles; split 12/8 patients
 
 Deliberately awkward files, as real downloads have them (listed per run in
@@ -67,6 +69,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from .datasets.speech_commands import V2_ONLY_WORDS
 
 TASKS = ("esc50", "urbansound8k", "nsynth", "librispeech", "speech_commands", "icbhi")
 ROOT_NAMES = {
@@ -717,7 +721,9 @@ def _make_librispeech(out: Path, rng: np.random.Generator) -> tuple[Path, list[A
     order = rng.permutation(10)
     subsets = {"train-clean-100": [spk_ids[i] for i in sorted(order[:8])],
                "test-clean": [spk_ids[i] for i in sorted(order[8:])]}
-    plan = {"train-clean-100": (2, 6), "test-clean": (1, 4)}  # chapters x utterances
+    # chapters x utterances; three chapters a speaker so that the chapter-disjoint
+    # protocol has a training, a validation and a test chapter
+    plan = {"train-clean-100": (3, 4), "test-clean": (1, 4)}
     chapter_ids = iter(int(c) for c in rng.choice(np.arange(100, 300000), size=40, replace=False))
     speakers_txt = [";ID  |SEX| SUBSET           |MINUTES| NAME"]
     chapters_txt = [";ID    |READER|MINUTES| SUBSET           | PROJ.|BOOK ID| CH. TITLE   | PROJECT TITLE"]
@@ -775,6 +781,7 @@ SC_WORDS = ["backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "f
             "go", "happy", "house", "learn", "left", "marvin", "nine", "no", "off", "on", "one", "right",
             "seven", "sheila", "six", "stop", "three", "tree", "two", "up", "visual", "wow", "yes", "zero"]
 SC_CORE = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+SC_TEST_PER_CLASS = 5  # clips per class in each demo test archive (real: ~257 in v0.01, ~408 in v0.02)
 _MAX_NUM_WAVS_PER_CLASS = 2 ** 27 - 1
 
 
@@ -863,13 +870,8 @@ def _make_speech_commands(out: Path, rng: np.random.Generator) -> tuple[Path, li
     root = out / ROOT_NAMES["speech_commands"]
     _prepare_root(root)
     sr = 16000
-    want = {"training": 6, "validation": 2, "testing": 2}
-    have = {k: [] for k in want}
-    while any(len(have[k]) < want[k] for k in want):
-        h = f"{int(rng.integers(0, 2 ** 32)):08x}"
-        s = which_set(f"{h}_nohash_0.wav")
-        if len(have[s]) < want[s] and all(h not in v for v in have.values()):
-            have[s].append(h)
+    want = {"training": 10, "validation": 2, "testing": 2}
+    have = _sc_speakers(want, set(), rng)
     speakers = [(h, s) for s in want for h in have[s]]
     voices = {h: _speaker(rng, "F" if i % 2 else "M") for i, (h, _) in enumerate(speakers)}
     recipes = _word_recipes()
@@ -880,16 +882,8 @@ def _make_speech_commands(out: Path, rng: np.random.Generator) -> tuple[Path, li
         for h, split in speakers:
             spk = voices[h]
             for rep in range(reps):
-                rate = spk["rate"] * rng.uniform(0.85, 1.15)
-                x = _phones(recipes[word], sr, spk, rng, rate, spk["f0"] * rng.uniform(0.92, 1.08))
-                short = rng.uniform() < 0.12
-                n = int(rng.uniform(0.55, 0.95) * sr) if short else sr
-                x = x[: n - 160]
-                clip = np.zeros(n, np.float32)
-                off = int(rng.integers(0, n - len(x) + 1))
-                clip[off:off + len(x)] = x
-                clip = _add_noise(clip, rng.uniform(18, 35), rng, ref=_rms(x))
-                clip = _peak_norm(clip, rng.uniform(0.2, 0.9))
+                clip, short = _sc_clip(recipes[word], spk, sr, rng)
+                n = len(clip)
                 rel = f"{word}/{h}_nohash_{rep}.wav"
                 _write(root / rel, clip, sr)
                 if short:
@@ -917,7 +911,63 @@ def _make_speech_commands(out: Path, rng: np.random.Generator) -> tuple[Path, li
     (root / "LICENSE").write_text(
         "Synthetic demo data written by common.demo: no real recordings; free to use.\n"
         "The layout mirrors Speech Commands v0.02 (Creative Commons Attribution 4.0, Google).\n")
+    used = {h for h, _ in speakers}
+    for version, words in (("v0.01", [w for w in SC_WORDS if w not in V2_ONLY_WORDS]), ("v0.02", SC_WORDS)):
+        count += _make_sc_test_archive(out / f"speech_commands_test_set_{version}", version, words, recipes, used,
+                                       rng)
     return root, awkward, count
+
+
+def _sc_speakers(want: dict[str, int], used: set[str], rng: np.random.Generator) -> dict[str, list[str]]:
+    """Speaker hashes that the official hash puts in each set (`want`: set -> count)."""
+    have = {k: [] for k in want}
+    while any(len(have[k]) < want[k] for k in want):
+        h = f"{int(rng.integers(0, 2 ** 32)):08x}"
+        s = which_set(f"{h}_nohash_0.wav")
+        if s in want and len(have[s]) < want[s] and h not in used and all(h not in v for v in have.values()):
+            have[s].append(h)
+    return have
+
+
+def _sc_clip(phones, spk: dict, sr: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+    """One word by one speaker at a random place in a 1 s clip (12% of the clips
+    shorter, as in the real set), with added noise; (clip, shorter)."""
+    rate = spk["rate"] * rng.uniform(0.85, 1.15)
+    x = _phones(phones, sr, spk, rng, rate, spk["f0"] * rng.uniform(0.92, 1.08))
+    short = rng.uniform() < 0.12
+    n = int(rng.uniform(0.55, 0.95) * sr) if short else sr
+    x = x[: n - 160]
+    clip = np.zeros(n, np.float32)
+    off = int(rng.integers(0, n - len(x) + 1))
+    clip[off:off + len(x)] = x
+    clip = _add_noise(clip, rng.uniform(18, 35), rng, ref=_rms(x))
+    return _peak_norm(clip, rng.uniform(0.2, 0.9)), short
+
+
+def _make_sc_test_archive(root: Path, version: str, words: list[str], recipes: dict, used: set[str],
+                          rng: np.random.Generator, per_class: int = SC_TEST_PER_CLASS) -> int:
+    """The official 12-class test archive's layout: one folder per class (10
+    commands, `_unknown_` holding other words, `_silence_` holding 1 s of
+    background noise), `per_class` clips each, by speakers of the testing hash."""
+    _prepare_root(root)
+    sr = 16000
+    hashes = _sc_speakers({"testing": per_class}, used, rng)["testing"]
+    used.update(hashes)
+    others = [w for w in words if w not in SC_CORE]
+    for label in (*SC_CORE, "_unknown_", "_silence_"):
+        (root / label).mkdir()
+        for i, h in enumerate(hashes):
+            if label == "_silence_":
+                clip = _peak_norm(_band_noise(sr, sr, 20, 8000, rng, slope=float(rng.uniform(0, 1))),
+                                  rng.uniform(0.01, 0.3))
+            else:
+                word = str(rng.choice(others)) if label == "_unknown_" else label
+                clip, _ = _sc_clip(recipes[word], _speaker(rng, "F" if i % 2 else "M"), sr, rng)
+            _write(root / label / f"{h}_nohash_{i}.wav", clip, sr)
+    (root / "LICENSE").write_text(
+        "Synthetic demo data written by common.demo: no real recordings; free to use.\n"
+        f"The layout mirrors speech_commands_test_set_{version} (Creative Commons Attribution 4.0, Google).\n")
+    return 12 * per_class
 
 
 # --------------------------------------------------------------------------

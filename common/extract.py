@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .audio import AudioReadError, audio_duration
+from .datasets.base import REFUSED
 from .distributed import barrier, dist_info
 from .encoders import build_encoder
 from .encoders.base import Encoder
@@ -70,6 +71,8 @@ def item_durations(items: pd.DataFrame, cache: Path | None = None, threads: int 
             return durations
 
     def one(row) -> float:
+        if getattr(row, REFUSED, ""):  # never opened: the reader refused it
+            return 0.0
         if not math.isnan(row.clip_end):
             return max(0.0, row.clip_end - row.clip_start)
         try:
@@ -283,6 +286,11 @@ def extract_embeddings(task: Task, encoder_name: str, data_root: str | Path | No
     if rank == 0:
         store = FeatureStore.open(path, settings, items, overwrite=overwrite)
         store.update_meta(dataset_complete=listing.complete, dataset_notes=listing.notes)
+        was_complete = store.complete
+        damaged = store.discard_damaged_shards()  # verified on every reuse; only these are made again
+        if damaged and was_complete and progress:
+            print(f"re-extracting {len(damaged)} damaged shard(s) of {store.path}: "
+                  + "; ".join(list(damaged.values())[:3]))
         if not store.complete:  # read every header once; the other ranks load the cache
             item_durations(items, store.path / "durations.npy")
     barrier()

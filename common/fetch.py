@@ -17,6 +17,11 @@ archive unpacks to); encoder weights declare theirs in
   inside the data root (refusing members that point outside it: `..`, absolute
   paths, links) and only then moves the files into place.
 
+- `fetch_hub_file`: one file of a Hugging Face repository (model or space)
+  with huggingface_hub into the standard Hugging Face cache, verified against
+  the SHA-256 recorded for it or, where none is recorded, the one the hub
+  publishes for the LFS file (trust on first use of the hub's own checksum).
+
 Environment: `AUDIO_PROBES_OFFLINE=1` (or `HF_HUB_OFFLINE=1`, or `--offline`)
 fetches nothing; `AUDIO_PROBES_CACHE` is the weights cache (`--cache-dir`);
 `AUDIO_PROBES_MIRROR=http://host/base` fetches every URL from
@@ -25,6 +30,7 @@ fetches nothing; `AUDIO_PROBES_CACHE` is the weights cache (`--cache-dir`);
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import sys
@@ -74,6 +80,26 @@ class DatasetDownload:
     licence: str                  # one line, printed before fetching
     files: tuple[RemoteFile, ...]
     root: str = ""                # folder under the data root that the task's reader reads
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """One file of a Hugging Face repository: fetched with huggingface_hub
+    into the standard Hugging Face cache (shared with other tools)."""
+    repo_id: str                  # e.g. "Audio-AGI/AudioSep"
+    path: str                     # path in the repository, e.g. "checkpoint/x.ckpt"
+    repo_type: str = "model"      # "model", "space" or "dataset"
+    revision: str | None = None   # a commit hash; None: the hub's `main` at fetch time
+    sha256: str | None = None     # None: the LFS sha256 the hub publishes at fetch time
+
+    @property
+    def filename(self) -> str:
+        return PurePosixPath(self.path).name
+
+    @property
+    def url(self) -> str:
+        kind = {"space": "spaces/", "dataset": "datasets/"}.get(self.repo_type, "")
+        return f"https://huggingface.co/{kind}{self.repo_id}/resolve/{self.revision or 'main'}/{self.path}"
 
 
 def _truthy(value: str | None) -> bool:
@@ -197,6 +223,87 @@ def fetch_file(remote: RemoteFile, folder: Path, by_hand: str | None = None, ver
         raise FetchError(f"downloading {remote.filename} from {mirrored(remote.url)} failed: "
                          f"{type(err).__name__}: {str(err)[:200]}{resume}; run again to continue") from err
     return target
+
+
+# --------------------------------------------------------------------------- Hugging Face files
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _cached_blob(path: Path) -> Path:
+    """The blob a Hugging Face cache entry points to (the entry itself outside a cache)."""
+    return Path(os.path.realpath(path))
+
+
+def hub_cache_record(path: str | Path) -> dict:
+    """What a file fetched by `fetch_hub_file` is, read from the cache layout
+    (`snapshots/<commit>/<path>` -> `blobs/<sha256>`): {"revision", "sha256"};
+    {} for a file outside the Hugging Face cache."""
+    parts = Path(path).parts
+    blob = _cached_blob(Path(path)).name
+    if "snapshots" not in parts[:-2] or not SHA256_HEX.fullmatch(blob):
+        return {}
+    snapshots = len(parts) - 1 - parts[::-1].index("snapshots")  # the last one: the cache's own
+    return {"revision": parts[snapshots + 1], "sha256": blob}
+
+
+def _discard_cached(path: Path) -> None:
+    """Remove a cache entry and its blob, so nothing of a refused file stays in use."""
+    blob = _cached_blob(path)
+    Path(path).unlink(missing_ok=True)
+    blob.unlink(missing_ok=True)
+
+
+def fetch_hub_file(remote: HubFile, by_hand: str) -> Path:
+    """`remote` in the Hugging Face cache, fetched there once and verified.
+    The cache is tried first (no network call once the file is there; an LFS
+    blob there is named by its sha256, which must be the recorded one). Online,
+    the hub's metadata gives the LFS sha256 it publishes for `remote.revision`;
+    the file is downloaded and its sha256 computed: a mismatch (also: the
+    revision moved in between) deletes the file and raises ChecksumError. `by_hand`: the folder
+    to put the file in instead, for messages."""
+    import huggingface_hub
+    import pooch
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    where = {"repo_id": remote.repo_id, "filename": remote.path, "repo_type": remote.repo_type}
+    try:
+        cached = Path(huggingface_hub.hf_hub_download(**where, revision=remote.revision, local_files_only=True))
+    except LocalEntryNotFoundError:
+        cached = None
+    if cached is not None:
+        blob = _cached_blob(cached).name
+        if SHA256_HEX.fullmatch(blob) and blob == (remote.sha256 or blob):
+            return cached
+    if offline():
+        raise FetchError(f"{remote.filename} is not in {by_hand} nor in the Hugging Face cache and downloads are "
+                         f"off (--offline or HF_HUB_OFFLINE=1): download {remote.url} and put it there")
+    try:
+        meta = huggingface_hub.get_hf_file_metadata(huggingface_hub.hf_hub_url(**where, revision=remote.revision))
+    except Exception as err:  # network, unknown repository, file or revision
+        raise FetchError(f"cannot fetch {remote.filename} from {remote.url} ({type(err).__name__}: "
+                         f"{str(err)[:200]}); run again, or download it and put it in {by_hand}") from err
+    published = str(meta.etag or "").strip('"').lower()
+    if not SHA256_HEX.fullmatch(published):  # not an LFS file: the hub publishes no sha256 for it
+        raise FetchError(f"the hub publishes no sha256 for {remote.filename}, so it is not fetched unverified: "
+                         f"download {remote.url} and put it in {by_hand}")
+    expected = remote.sha256 or published
+    if published != expected:
+        raise ChecksumError(f"the hub now publishes sha256 {published} for {remote.filename}, not the recorded "
+                            f"{expected} (changed upstream), so it is not fetched: download the file you trust "
+                            f"and put it in {by_hand}")
+    print(f"fetching {remote.filename} ({_size(meta.size)}) from {remote.url} at commit {meta.commit_hash}",
+          file=sys.stderr)
+    try:  # by the same revision, so that the cache's refs/main is written for the next (offline) run
+        path = Path(huggingface_hub.hf_hub_download(**where, revision=remote.revision))
+    except Exception as err:
+        raise FetchError(f"downloading {remote.filename} from {remote.url} failed ({type(err).__name__}: "
+                         f"{str(err)[:200]}); run again to continue") from err
+    actual = pooch.file_hash(str(path), alg="sha256")
+    if actual != expected:
+        _discard_cached(path)
+        raise ChecksumError(f"{remote.filename} from {remote.url} has sha256 {actual}, not the published {expected} "
+                            f"(corrupted in transit, or changed upstream); it was deleted: run again to download it "
+                            f"afresh, or download it by hand and put it in {by_hand}")
+    return path
 
 
 # --------------------------------------------------------------------------- archives

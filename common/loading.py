@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from .audio import AudioReadError, load_audio
+from .datasets.base import REFUSED
 
 PREFETCH = 2   # batches decoded ahead per worker (the DataLoader's prefetch_factor)
 
@@ -86,12 +87,16 @@ class BatchDecoder(torch.utils.data.Dataset):
 
     def __init__(self, items: pd.DataFrame, sample_rate: int, slots: SharedSlots | None):
         self.paths = items["path"].tolist()
+        # the reader's refusals (file outside the data root, dangling link, ...): failed unread
+        self.refused = items[REFUSED].fillna("").astype(str).tolist() if REFUSED in items else [""] * len(items)
         self.starts = items["clip_start"].to_numpy(dtype=float)
         self.ends = items["clip_end"].to_numpy(dtype=float)
         self.sample_rate = sample_rate
         self.slots = slots
 
     def decode(self, index: int) -> np.ndarray:
+        if self.refused[index]:
+            raise AudioReadError(f"not read: {self.refused[index]}")
         end = None if math.isnan(self.ends[index]) else self.ends[index]
         audio = load_audio(self.paths[index], self.sample_rate, self.starts[index], end)
         if len(audio) == 0:

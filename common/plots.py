@@ -3,21 +3,82 @@ weights), of layer-wise probing, and of the leaderboard.
 
 Figures are drawn with matplotlib's object API on the Agg canvas (no pyplot,
 no display, no global backend switch), so plotting works on headless machines
-and inside tests. Every function writes one PNG and returns its path.
+and inside tests. Every function writes one PNG (atomically) and returns its
+path. `draw_in_child` runs one in a child process, so that a crash inside a
+plotting library (scikit-learn's t-SNE has segfaulted on identical
+embeddings) costs that figure only, never the run that asked for it.
 """
 from __future__ import annotations
 
 import hashlib
 import inspect
+import multiprocessing
+import signal
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .files import atomic_path
+
 DPI = 100
 TSNE_POINTS = 2000
+CHILD_TIMEOUT = 900.0   # seconds a figure may take before its child is stopped
+
+
+class PlotError(RuntimeError):
+    """A figure that could not be drawn (the run's results are unaffected)."""
+
+
+def _child(send, function: Callable, args: tuple, kwargs: dict) -> None:
+    try:
+        send.send(("ok", str(function(*args, **kwargs))))
+    except BaseException as err:  # noqa: BLE001: reported to the parent, which carries on
+        send.send(("error", f"{type(err).__name__}: {err}"))
+
+
+def _context():
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" not in methods:
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    # children fork from a server that has matplotlib loaded once, and no
+    # threads (forking a process that runs torch's thread pools is unsafe)
+    ctx.set_forkserver_preload(["common.plots"])
+    return ctx
+
+
+def draw_in_child(function: Callable, *args, timeout: float = CHILD_TIMEOUT, **kwargs) -> Path:
+    """`function(*args, **kwargs)` (a figure function: picklable, returns the
+    PNG path) in a child process; PlotError saying why when it raises, is
+    killed by a signal (a segfault) or runs past `timeout`."""
+    ctx = _context()
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child, args=(send, function, args, kwargs), daemon=True)
+    child.start()
+    send.close()
+    answer = None
+    if receive.poll(timeout):
+        try:
+            answer = receive.recv()
+        except EOFError:  # died before answering
+            pass
+    child.join(None if answer else 5)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        raise PlotError(f"gave up after {timeout:.0f} s")
+    receive.close()
+    if answer and answer[0] == "ok":
+        return Path(answer[1])
+    if answer:
+        raise PlotError(answer[1])
+    code = child.exitcode
+    if code is not None and code < 0:
+        raise PlotError(f"the plotting process was killed by {signal.Signals(-code).name}")
+    raise PlotError(f"the plotting process exited with status {code}")
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -30,10 +91,21 @@ def _save(fig: Figure, path: Path, metadata: dict | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, format="png", metadata=metadata, bbox_inches="tight", pad_inches=0.1)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata=metadata, bbox_inches="tight", pad_inches=0.1)
     return path
+
+
+def tsne_degenerate(x: np.ndarray) -> str | None:
+    """Why t-SNE cannot map these embeddings (None when it can): non-finite
+    values, or fewer than 5 distinct points (identical embeddings, e.g. of a
+    dataset of silent clips, have crashed scikit-learn's t-SNE)."""
+    if not np.all(np.isfinite(x)):
+        return "the embeddings hold NaN or infinite values"
+    distinct = len(np.unique(np.round(x, 6), axis=0)) if len(x) else 0
+    if distinct < 5:
+        return f"only {distinct} distinct embedding(s) among {len(x)} items"
+    return None
 
 
 def class_colors(n: int) -> np.ndarray:
@@ -128,7 +200,8 @@ def tsne_plot(x: np.ndarray, y: np.ndarray, classes: Sequence[str], path: Path, 
         x, y = x[keep], y[keep]
     fig = _figure(8, 6.5)
     ax = fig.add_subplot()
-    if len(x) >= 5:
+    degenerate = tsne_degenerate(x)
+    if degenerate is None:
         from sklearn.decomposition import PCA
         from sklearn.manifold import TSNE
         from threadpoolctl import threadpool_limits
@@ -151,7 +224,7 @@ def tsne_plot(x: np.ndarray, y: np.ndarray, classes: Sequence[str], path: Path, 
         if len(classes) <= 20:
             ax.legend(fontsize=7, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     else:
-        ax.text(0.5, 0.5, "too few items for t-SNE", ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, f"no t-SNE: {degenerate}", ha="center", va="center", transform=ax.transAxes)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(f"{title}\nt-SNE of {len(x)} held-out embeddings", fontsize=10)

@@ -22,11 +22,20 @@ import pandas as pd
 
 from .audio import AudioReadError, load_audio
 from .encoders import PROJECT_ROOT
+from .entry import add_debug_option, entry_point
+from .errors import UserError
+from .options import device, positive_int
 from .pooling import check_pooling, pooled_dim
 from .probe_io import ProbeError, SavedProbe, find_probes, load_probe
 from .task import Task
 
 AUDIO_SUFFIXES = (".wav", ".flac")
+# fields of a saved probe that prediction needs besides the probe itself
+PREDICT_FIELDS = ("task", "encoder", "pooling", "layer")
+
+
+class PredictionError(UserError):
+    """Some input files could not be classified (each is listed with why)."""
 
 
 def _json_normal(value):
@@ -152,8 +161,9 @@ class Predictor:
 def audio_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    if path.is_dir():  # broken links are kept: they are listed as failed, not silently left out
+        return sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES
+                      and (p.is_file() or p.is_symlink()))
     raise ProbeError(f"{path} is neither an audio file nor a folder")
 
 
@@ -165,7 +175,7 @@ def predict_parser(task: Task) -> argparse.ArgumentParser:
                     f"(searched recursively for *.wav and *.flac) writes a CSV with one row per file.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_FOLDER", help="audio file(s) or folder(s)")
-    p.add_argument("--top-k", type=int, default=5, help="classes to show per file")
+    p.add_argument("--top-k", type=positive_int, default=5, help="classes to show per file")
     p.add_argument("--encoder", help="use a probe trained on this encoder's features (default: the most recent)")
     p.add_argument("--store", help="use a probe trained on this feature store")
     p.add_argument("--layer", help="use a probe trained on this layer")
@@ -176,33 +186,33 @@ def predict_parser(task: Task) -> argparse.ArgumentParser:
     p.add_argument("--work-dir", help="where results/ with saved probes is (default: the task folder, then "
                                       f"demo_runs/{task.folder.name})")
     p.add_argument("--pretrained-dir", help="folder holding the checkpoints (default: pretrained_models/)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
-    p.add_argument("--batch-size", type=int, default=16, help="files embedded per forward pass")
+    p.add_argument("--device", default="auto", type=device, help="auto (CUDA when present), cpu, cuda")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="files embedded per forward pass")
     p.add_argument("--out", help="CSV to write (default for a folder: <folder name>_predictions.csv here)")
-    return p
+    return add_debug_option(p)
 
 
+@entry_point
 def predict_main(task: Task, argv: list[str] | None = None) -> pd.DataFrame:
+    """Exits non-zero (PredictionError) when any file could not be classified,
+    after printing and writing the others; each failure is listed with why."""
     args = predict_parser(task).parse_args(argv)
     from .extract import resolve_device
-    try:
-        inputs = [Path(p) for p in args.inputs]
-        files = [f for path in inputs for f in audio_files(path)]
-        if not files:
-            raise ProbeError(f"no .wav or .flac files in {', '.join(map(str, inputs))}")
-        work_dirs = [Path(args.work_dir)] if args.work_dir else default_work_dirs(task)
-        # a benchmark work root (run_benchmark.py --work-dir) holds one work dir per task folder
-        work_dirs = [w / task.folder.name if not (w / "results").is_dir() and (w / task.folder.name).is_dir()
-                     else w for w in work_dirs]
-        probe_path = Path(args.probe) if args.probe else choose_probe(
-            task, work_dirs, args.encoder, args.head, args.protocol, args.store, args.layer, args.split)
-        probe = load_probe(probe_path)
-        if probe.info.get("task") != task.name:
-            raise ProbeError(f"{probe_path} is a probe of task {probe.info.get('task')!r}, not {task.name!r}")
-        predictor = Predictor(probe, resolve_device(args.device), args.pretrained_dir)
-        table = predictor.predict_files(files, args.top_k, args.batch_size)
-    except (ProbeError, AudioReadError) as err:
-        sys.exit(f"error: {err}")
+    inputs = [Path(p) for p in args.inputs]
+    files = [f for path in inputs for f in audio_files(path)]
+    if not files:
+        raise ProbeError(f"no .wav or .flac files in {', '.join(map(str, inputs))}")
+    work_dirs = [Path(args.work_dir)] if args.work_dir else default_work_dirs(task)
+    # a benchmark work root (run_benchmark.py --work-dir) holds one work dir per task folder
+    work_dirs = [w / task.folder.name if not (w / "results").is_dir() and (w / task.folder.name).is_dir()
+                 else w for w in work_dirs]
+    probe_path = Path(args.probe) if args.probe else choose_probe(
+        task, work_dirs, args.encoder, args.head, args.protocol, args.store, args.layer, args.split)
+    probe = load_probe(probe_path, PREDICT_FIELDS)
+    if probe.info.get("task") != task.name:
+        raise ProbeError(f"{probe_path} is a probe of task {probe.info.get('task')!r}, not {task.name!r}")
+    predictor = Predictor(probe, resolve_device(args.device), args.pretrained_dir)
+    table = predictor.predict_files(files, args.top_k, args.batch_size)
     info = probe.info
     print(f"probe: {probe_path}\n       {task.title} {info['protocol']} ({info['split']} split), "
           f"{info['store']}/{info['layer']} {info['pooling']}-pooled, {info['head']} head, "
@@ -212,9 +222,7 @@ def predict_main(task: Task, argv: list[str] | None = None) -> pd.DataFrame:
     if not folder_input:
         row = table.iloc[0]
         print(f"\n{row['file']}")
-        if isinstance(row.get("error"), str):
-            print(f"  error: {row['error']}")
-        for rank in range(1, k + 1):
+        for rank in range(1, k + 1) if not isinstance(row.get("error"), str) else ():
             print(f"  {rank}. {row[f'top{rank}']:<24} {row[f'p{rank}']:.3f}")
     if args.out or folder_input:
         first_dir = next((p for p in inputs if p.is_dir()), None)
@@ -237,4 +245,10 @@ def predict_main(task: Task, argv: list[str] | None = None) -> pd.DataFrame:
             if len(shown) > 10:
                 print(f"  ... ({len(shown) - 10} more)")
         print(f"wrote {out}")
+    failed = table[table["error"].notna()] if "error" in table else table.iloc[:0]
+    if len(failed):
+        for _, row in failed.iterrows():
+            print(f"failed: {row['file']}: {row['error']}", file=sys.stderr)
+        raise PredictionError(f"{len(failed)} of {len(table)} files could not be classified (listed above"
+                              + (", and in the CSV" if args.out or folder_input else "") + ")")
     return table

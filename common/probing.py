@@ -7,13 +7,15 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .metrics import evaluate
+from .datasets import DatasetError
+from .errors import UserError
+from .metrics import evaluate, scorer
 from .probe_io import save_probe
 from .protocols import OfficialFolds, Protocol
 from .results import append_csv, csv_row, now, summarize, write_json
 from .store import FeatureSet, FeatureStore
 from .task import Task
-from .training import DEFAULT_RECIPE, Recipe, cpu_threads, train_probe
+from .training import DEFAULT_RECIPE, Recipe, cpu_threads, refit_probe, train_probe
 
 
 WEIGHTED = "weighted"  # learnable weighted sum of all stored layers (SUPERB's featurizer)
@@ -64,14 +66,25 @@ def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, p
                       split: str = "official", subset: str | None = None, recipe: Recipe = DEFAULT_RECIPE,
                       seeds: tuple[int, ...] | None = None, device="cpu", work_dir: Path | None = None,
                       store_name: str = "", progress: bool = True, plots: bool = True,
-                      store_path: Path | None = None) -> dict:
+                      store_path: Path | None = None, validation: str | None = None, refit: bool = False) -> dict:
     """Train `head` on `layer` of the stored features under one protocol, for
     every fold and seed (`seeds` None: `default_seeds`); write the run's
     JSON, its split table and a CSV row, the probe of the first fold and seed
     (safetensors + JSON, for predict.py) and, with `plots`, PNG figures beside
     the JSON. Every run is scored on its test part and, with the same probe,
-    on its validation part (`valid_metrics`)."""
+    on its validation part (`valid_metrics`: the predictions of the probe
+    that chose lr and epoch, made before any refit).
+
+    Learning rate and epoch are chosen on the validation part by the
+    protocol's selection metric. `validation` names the rule of a fold
+    protocol (`carve` or `next-fold`; None: the protocol's own); `refit`
+    retrains each probe on training and validation items at the chosen lr and
+    epoch before testing."""
     protocol = task.protocol(protocol_name)
+    if validation is not None and validation != protocol.validation and split == "official":
+        protocol = protocol.with_validation(validation)
+    else:
+        validation = None  # the protocol's default (or a random split): file names stay as they were
     if split == "random":
         protocol = protocol.with_random_split(valid_size=0.0 if recipe.select == "last" else 0.1)
     elif split != "official":
@@ -88,11 +101,16 @@ def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, p
     x = layer_matrix(features, layer)[rows][data.rows]
     meta = features.meta["settings"]
     work_dir = Path(work_dir or task.folder) / "results"
-    tag = f"{protocol_name}{'-' + subset if subset else ''}-{split}"
+    tag = (f"{protocol_name}{'-' + subset if subset else ''}-{split}{'-' + validation if validation else ''}"
+           f"{'-refit' if refit else ''}")
     split_file = work_dir / meta["variant"] / "splits" / f"{tag}.csv"
     split_file.parent.mkdir(parents=True, exist_ok=True)
     data.split_table().to_csv(split_file, index=False)
 
+    select_by = scorer(protocol.selected_by, data.classes, protocol.normal_class)
+    variant_notes = protocol.variant_notes(meta["variant"])
+    for note in variant_notes:
+        warnings.warn(note)
     runs, first = [], None
     bar = tqdm(total=len(data.folds) * len(seeds) * len(recipe.lrs) * recipe.epochs, unit="epoch",
                disable=not progress, desc=f"{task.name} {store_name}/{layer} {head} {tag}", leave=False)
@@ -100,17 +118,22 @@ def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, p
         for seed in seeds:
             with cpu_threads(device):
                 fit = train_probe(head, x[fold.train], data.y[fold.train], x[fold.valid], data.y[fold.valid],
-                                  len(data.classes), recipe, seed=seed, device=device, progress=bar)
+                                  len(data.classes), recipe, seed=seed, device=device, progress=bar,
+                                  select_by=select_by, balanced=protocol.balanced_sampling)
+                # the same metrics on the validation part, of the probe that chose lr and epoch (before
+                # any refit): what the report chooses heads by, never test
+                valid_metrics = (evaluate(data.y[fold.valid], fit.valid_predictions, data.classes,
+                                          protocol.normal_class) if fit.valid_predictions is not None else None)
+                if refit and len(fold.valid):
+                    fit = refit_probe(fit, x[fold.train], data.y[fold.train], x[fold.valid], data.y[fold.valid],
+                                      len(data.classes), recipe, seed=seed, device=device)
             predicted = fit.predict_proba(x[fold.test], device).argmax(-1)
-            # the same metrics on the validation part: what the report chooses heads by, never test
-            valid_metrics = evaluate(data.y[fold.valid], fit.predict_proba(x[fold.valid], device).argmax(-1),
-                                     data.classes, protocol.normal_class) if len(fold.valid) else None
             if first is None:
                 first = (fit, fold, seed)
             runs.append({"fold": fold.name, "seed": seed, "lr": fit.lr, "epoch": fit.epoch, "grid": fit.grid,
                          "sizes": {"train": len(fold.train), "valid": len(fold.valid), "test": len(fold.test)},
                          "metrics": evaluate(data.y[fold.test], predicted, data.classes, protocol.normal_class),
-                         "valid_metrics": valid_metrics,
+                         "valid_metrics": valid_metrics, "refit": fit.refit,
                          "plan": fit.plan, "layer_weights": fit.layer_weights,
                          "curves": fit.curves})
     bar.close()
@@ -131,61 +154,72 @@ def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, p
         "encoder_config": meta.get("encoder_config", {}), "pooling": meta["pooling"],
         "sample_rate": meta.get("sample_rate"), "window_seconds": meta.get("window_seconds"),
         "precision": meta.get("precision", "fp32"), "store": store_name, "store_path": str(store_path),
-        "recipe_name": recipe.name, "result_file": str(result_file)})
-    figures = {}
-    if plots:
-        title = f"{task.title} {protocol_name}{' (' + subset + ')' if subset else ''} {split} split · " \
-                f"{store_name}/{layer} · {head}"
-        test_rows = np.unique(np.concatenate([f.test for f in data.folds]))
-        figures = run_plots(stem, title, runs, data.classes, fit, x[test_rows].reshape(len(test_rows), -1),
-                            data.y[test_rows], input_layers or list(meta.get("layers", [])), tsne_stem=work_dir / meta["variant"] / store_name /
-                            layer / tag)
+        "recipe_name": recipe.name, "result_file": str(result_file), "validation": protocol.validation,
+        "refit": bool(refit)})
     result = {
         "task": task.name, "title": task.title, "variant": meta["variant"], "encoder": meta["encoder"],
         "store": store_name, "layer": layer, "pooling": meta["pooling"], "head": head,
         "protocol": protocol_name, "protocol_description": protocol.description, "split": split,
         "subset": subset or "", "recipe_name": recipe.name, "recipe": recipe.to_dict(), "seeds": list(seeds),
-        "classes": data.classes, "primary_metric": protocol.metric, "summary": summarize(runs),
-        "valid_summary": summarize(runs, "valid_metrics"), "runs": runs,
+        "classes": data.classes, "primary_metric": protocol.metric, "selection_metric": protocol.selected_by,
+        "validation": protocol.validation, "refit": bool(refit), "balanced_sampling": protocol.balanced_sampling,
+        "protocol_variant": protocol.variant, "protocol_comparable": protocol.comparable and not variant_notes,
+        "summary": summarize(runs), "valid_summary": summarize(runs, "valid_metrics"), "runs": runs,
         "num_items": len(data.items), "dataset_complete": bool(features.meta.get("dataset_complete", True)),
-        "dataset_notes": features.meta.get("dataset_notes", []), "num_failed": features.meta.get("num_failed", 0),
+        "dataset_notes": features.meta.get("dataset_notes", []) + variant_notes,
+        "num_failed": features.meta.get("num_failed", 0),
         "split_file": str(split_file), "created": now(), "result_file": str(result_file),
-        "probe_file": str(probe_file), "plots": figures,
+        "probe_file": str(probe_file), "plots": {},
     }
+    # results first: a figure that fails, or crashes its plotting library, cannot take them
     write_json(result, result_file)
     append_csv(csv_row(result), work_dir / "results.csv")
+    if plots:
+        title = f"{task.title} {protocol_name}{' (' + subset + ')' if subset else ''} {split} split · " \
+                f"{store_name}/{layer} · {head}"
+        test_rows = np.unique(np.concatenate([f.test for f in data.folds]))
+        result["plots"], result["plot_notes"] = run_plots(
+            stem, title, runs, data.classes, fit, x[test_rows].reshape(len(test_rows), -1), data.y[test_rows],
+            input_layers or list(meta.get("layers", [])), tsne_stem=work_dir / meta["variant"] / store_name / layer / tag)
+        write_json(result, result_file)
     return result
 
 
 def run_plots(stem: Path, title: str, runs: list[dict], classes: list[str], fit, x_test: np.ndarray,
-              y_test: np.ndarray, layer_names: list[str], tsne_stem: Path) -> dict[str, str]:
-    """The run's figures; a figure that fails is reported and skipped, never
-    the end of a run."""
+              y_test: np.ndarray, layer_names: list[str], tsne_stem: Path) -> tuple[dict[str, str], list[str]]:
+    """The run's figures, each drawn in a child process: (figures made, notes
+    on figures skipped or failed). A figure that fails is reported and
+    skipped, never the end of a run."""
     from . import plots
-    made = {}
+    made, notes = {}, []
     folds = len({r["fold"] for r in runs})
-    jobs = {
-        "confusion": lambda p: plots.confusion_plot(
-            np.sum([r["metrics"]["confusion_matrix"] for r in runs], axis=0), classes, p,
-            f"{title}\nconfusion matrix, summed over {len(runs)} run(s) ({folds} fold(s)), normalised per true class"),
-        "curves": lambda p: plots.curves_plot(
-            fit.curves, p, f"{title}\ntraining curves (first fold: {runs[0]['fold']}, seed {runs[0]['seed']}, "
-                           f"lr {fit.lr:g})", chosen_epoch=fit.epoch),
-        "tsne": lambda p: plots.tsne_plot(x_test, y_test, classes, p, title.rsplit(" · ", 1)[0]),
+    jobs = {  # name -> (figure function, its arguments before the path, after it)
+        "confusion": (plots.confusion_plot, (np.sum([r["metrics"]["confusion_matrix"] for r in runs], axis=0),
+                                             classes),
+                      (f"{title}\nconfusion matrix, summed over {len(runs)} run(s) ({folds} fold(s)), "
+                       "normalised per true class",)),
+        "curves": (plots.curves_plot, (fit.curves,),
+                   (f"{title}\ntraining curves (first fold: {runs[0]['fold']}, seed {runs[0]['seed']}, "
+                    f"lr {fit.lr:g})", fit.epoch)),
+        "tsne": (plots.tsne_plot, (x_test, y_test, classes), (title.rsplit(" · ", 1)[0],)),
     }
+    degenerate = plots.tsne_degenerate(x_test)
+    if degenerate:
+        notes.append(f"t-SNE skipped: {degenerate}")
     if fit.layer_weights is not None:
         weights = fit.layer_weights
         weights = weights.detach().cpu().numpy() if hasattr(weights, "detach") else np.asarray(weights)
-        jobs["layer_weights"] = lambda p: plots.layer_weights_plot(weights, layer_names, p,
-                                                                   f"{title}\nlearned layer weights")
-    for name, job in jobs.items():
+        jobs["layer_weights"] = (plots.layer_weights_plot, (weights, layer_names), (f"{title}\nlearned layer weights",))
+    for name, (function, before, after) in jobs.items():
         path = (tsne_stem if name == "tsne" else stem)
         path = path.with_name(f"{path.name}-{name}.png")
         try:
-            made[name] = str(job(path))
-        except Exception as err:  # a figure is a by-product: report it, keep the results
-            warnings.warn(f"could not draw {path.name}: {type(err).__name__}: {err}")
-    return made
+            made[name] = str(plots.draw_in_child(function, *before, path, *after))
+        except plots.PlotError as err:  # a figure is a by-product: report it, keep the results
+            notes.append(f"could not draw {path.name}: {err}")
+    for note in notes:
+        warnings.warn(note)
+    return made, notes
 
 
 def layer_plots(results: list[dict], work_dir: Path | None, task: Task) -> list[str]:
@@ -203,35 +237,41 @@ def layer_plots(results: list[dict], work_dir: Path | None, task: Task) -> list[
         tag = f"{protocol}{'-' + subset if subset else ''}-{split}"
         path = Path(work_dir or task.folder) / "results" / variant / store / f"{tag}-{head}-layers.png"
         try:
-            made.append(str(plots.layer_curve_plot(
-                [r["layer"] for r in group], [r["summary"][metric]["mean"] for r in group],
+            made.append(str(plots.draw_in_child(
+                plots.layer_curve_plot, [r["layer"] for r in group], [r["summary"][metric]["mean"] for r in group],
                 [r["summary"][metric]["std"] for r in group], path, metric,
                 f"{task.title} {protocol}{' (' + subset + ')' if subset else ''} {split} split · {store} · {head}"
                 f"\n{metric.replace('_', ' ')} per layer (mean ± std over folds and seeds)")))
-        except Exception as err:
-            warnings.warn(f"could not draw {path.name}: {type(err).__name__}: {err}")
+        except plots.PlotError as err:
+            warnings.warn(f"could not draw {path.name}: {err}")
     return made
 
 
 def run_probes(task: Task, stores: list[FeatureStore], *, layer: str | None = None, heads=("linear", "three_layer"),
                protocols=None, split: str = "official", subset: str | None = None, recipe: Recipe = DEFAULT_RECIPE,
                seeds: tuple[int, ...] | None = None, device="cpu", work_dir: Path | None = None,
-               progress: bool = True, plots: bool = True) -> list[dict]:
+               progress: bool = True, plots: bool = True, validation: str | None = None,
+               refit: bool = False) -> list[dict]:
     """Every (store, layer, protocol, head) combination; returns the CSV rows.
     `layer`: see `probe_layers`; with "all" and `plots`, a metric-per-layer PNG
-    per protocol and head."""
+    per protocol and head. Without `protocols`, every protocol of the task
+    whose data the store holds (a protocol needing, e.g., a test archive the
+    store lacks is skipped with its reason); `validation` applies to fold
+    protocols only."""
     rows, results = [], []
     for store in stores:
         settings = store.meta()["settings"]
         layers, needed = probe_layers(settings, layer)
         features = store.load(needed)
+        chosen = protocols or [name for name in task.protocols if _runnable(task, name, features.items, progress)]
         for name in layers:
-            for protocol in protocols or list(task.protocols):
+            for protocol in chosen:
+                rule = validation if isinstance(task.protocol(protocol).split, OfficialFolds) else None
                 for head in heads:
                     result = evaluate_features(task, features, name, head, protocol, split=split, subset=subset,
                                                recipe=recipe, seeds=seeds, device=device, work_dir=work_dir,
                                                store_name=store.path.name, progress=progress, plots=plots,
-                                               store_path=store.path)
+                                               store_path=store.path, validation=rule, refit=refit)
                     rows.append(csv_row(result))
                     results.append(result)
                     if progress:
@@ -244,3 +284,16 @@ def run_probes(task: Task, stores: list[FeatureStore], *, layer: str | None = No
             if progress:
                 print(f"layer-wise plot: {path}")
     return rows
+
+
+def _runnable(task: Task, name: str, items, progress: bool) -> bool:
+    """Whether the items hold what protocol `name` requires; says why not."""
+    requires = task.protocol(name).requires
+    try:
+        if requires is not None:
+            requires(items)
+    except (UserError, DatasetError) as err:  # DatasetError: not yet a UserError on every branch
+        if progress:
+            print(f"{task.name}: skipping protocol {name}: {err}")
+        return False
+    return True

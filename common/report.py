@@ -24,10 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +34,9 @@ import pandas as pd
 
 from .benchmark import TASK_FOLDERS
 from .encoders import PROJECT_ROOT
+from .entry import add_debug_option, entry_point
 from .errors import UserError
+from .files import atomic_path, atomic_write_text
 
 PUBLISHED_TABLE = Path(__file__).with_name("published_numbers.csv")
 PUBLISHED_COLUMNS = ("source", "citation", "url", "encoder", "task", "dataset_version", "protocol", "test_set",
@@ -458,26 +458,17 @@ class Leaderboard:
         if self.comparisons:
             text += "\n## Published numbers in the same setting\n\n" + self.comparison_markdown() + "\n"
         text += "\nSources: " + ", ".join(str(f) for f in self.files) + "\n"
-        _write_atomic(paths["markdown"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        _write_atomic(paths["csv"], lambda tmp: self.frame().to_csv(tmp, index=False))
+        atomic_write_text(paths["markdown"], text)
+        with atomic_path(paths["csv"]) as tmp:
+            self.frame().to_csv(tmp, index=False)
         if self.comparisons:
             paths["comparisons"] = out / "comparisons.csv"
-            _write_atomic(paths["comparisons"], lambda tmp: self.comparison_frame().to_csv(tmp, index=False))
+            with atomic_path(paths["comparisons"]) as tmp:
+                self.comparison_frame().to_csv(tmp, index=False)
         png = self.plot(out / "leaderboard.png")
         if png:
             paths["png"] = png
         return paths
-
-
-def _write_atomic(path: Path, write) -> None:
-    """`write(tmp)` to a unique temporary file beside `path`, then move it into place."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(name))
-        os.replace(name, path)
-    finally:
-        Path(name).unlink(missing_ok=True)
 
 
 def build_leaderboard(work_dirs: list[str | Path] | None = None, published: str | Path | None = PUBLISHED_TABLE,
@@ -569,16 +560,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-published", action="store_true", help="leave published numbers out")
     p.add_argument("--all-layers", action="store_true",
                    help="one row per probed layer (default: each store's default layer only)")
-    return p
+    return add_debug_option(p)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> Leaderboard:
     args = parser().parse_args(argv)
-    try:
-        board = build_leaderboard(args.work_dir, None if args.no_published else Path(args.published),
-                                  args.all_layers)
-    except UserError as err:
-        sys.exit(f"error: {err}")
+    board = build_leaderboard(args.work_dir, None if args.no_published else Path(args.published), args.all_layers)
     from .separation.report import write_separation_section
     separation = write_separation_section(args.work_dir, Path(args.out), with_published=not args.no_published)
     if not board.entries and separation:

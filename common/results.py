@@ -2,12 +2,13 @@
 protocol) appended to `<work>/results/results.csv`, Markdown tables."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .files import atomic_path, atomic_write_json, lock_for
 
 SCALARS = ("accuracy", "macro_f1", "sensitivity", "specificity", "icbhi_score")
 
@@ -25,15 +26,14 @@ def summarize(runs: list[dict], part: str = "metrics") -> dict:
 
 
 def write_json(result: dict, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1))
-    return path
+    """Atomically: a reader (or a kill) never sees half a result."""
+    return atomic_write_json(path, result)
 
 
 def csv_row(result: dict) -> dict:
     summary, metric = result["summary"], result["primary_metric"]
     row = {k: result[k] for k in ("task", "variant", "encoder", "store", "layer", "pooling", "head", "protocol",
-                                  "split", "subset", "recipe_name")}
+                                  "split", "subset", "recipe_name", "validation", "refit", "selection_metric")}
     valid = result.get("valid_summary", {}).get(metric, {})
     row.update({"metric": metric, "mean": summary[metric]["mean"], "std": summary[metric]["std"],
                 "valid_mean": valid.get("mean", ""), "valid_std": valid.get("std", ""),
@@ -46,11 +46,15 @@ def csv_row(result: dict) -> dict:
 
 
 def append_csv(row: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Add `row` to the CSV at `path`. Runs in one work dir append to one file:
+    the lock serialises them (no row lost), the atomic replace means a reader
+    or a kill never sees a truncated table."""
     frame = pd.DataFrame([row])
-    if path.exists():
-        frame = pd.concat([pd.read_csv(path, dtype=str), frame.astype(str)], ignore_index=True)
-    frame.to_csv(path, index=False)
+    with lock_for(path):
+        if path.exists() and path.stat().st_size:
+            frame = pd.concat([pd.read_csv(path, dtype=str), frame.astype(str)], ignore_index=True)
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=False)
 
 
 def markdown_table(rows: list[dict]) -> str:

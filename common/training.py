@@ -3,14 +3,16 @@
 Features live on the device as one tensor; batches are index slices of a
 random permutation, so a step costs no per-item Python work. The default
 recipe picks the learning rate and the epoch on the validation part from a
-small, versioned grid; the seeds' recipe pins lr 1e-3, batch 8, 100 epochs and
-keeps the last epoch.
+small, versioned grid, by the protocol's own metric (accuracy, or e.g. the
+ICBHI score: `select_by`); the seeds' recipe pins lr 1e-3, batch 8, 100
+epochs and keeps the last epoch. `refit_probe` then retrains on training and
+validation items together at the chosen learning rate and epoch.
 
 All learning rates of a recipe are trained at once: one copy of the head per
 learning rate, the copies' parameters stacked along a leading dimension, every
 copy stepping on the same batch (the batches a separate run per learning rate
 would draw, since each run starts from the same seed) with its own Adam
-learning rate. A copy whose validation accuracy stops progressing for
+learning rate. A copy whose validation score stops progressing for
 `patience` epochs leaves the stack. This is the grid of separate runs, computed
 in one pass: the first layer of all copies is one matrix product.
 """
@@ -18,7 +20,8 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
 
 import numpy as np
 import torch
@@ -84,10 +87,14 @@ class ProbeFit:
     scaler_scale: np.ndarray
     lr: float
     epoch: int
-    curves: dict = field(default_factory=dict)       # per epoch: train/valid loss and accuracy
-    grid: list = field(default_factory=list)         # per lr: best validation accuracy and its epoch
+    curves: dict = field(default_factory=dict)       # per epoch: train/valid loss, accuracy, valid score
+    grid: list = field(default_factory=list)         # per lr: best validation score and its epoch
     plan: dict = field(default_factory=dict)         # batch size, epochs and patience used
     layer_weights: list | None = None                # softmax layer weights (stacked layers), else None
+    # validation predictions of the chosen (lr, epoch), made before any refit
+    valid_predictions: np.ndarray | None = None
+    balanced: bool = False                           # training batches drawn class-balanced
+    refit: bool = False                              # weights retrained on train + valid (refit_probe)
 
     @torch.no_grad()
     def predict_proba(self, x: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
@@ -217,22 +224,39 @@ class _Stack:
 
 @torch.no_grad()
 def _evaluate_stacked(stack: _Stack, x: torch.Tensor, y: torch.Tensor, chunk: int = 8192):
+    """Per copy: mean loss, accuracy and the predicted classes [K, N]."""
     loss = torch.zeros(len(stack), device=x.device)
-    correct = torch.zeros(len(stack), device=x.device)
+    predicted = []
     for i in range(0, len(x), chunk):
         logits, target = stack.forward(x[i:i + chunk]), y[i:i + chunk]
         loss += nn.functional.cross_entropy(logits.flatten(0, 1), target.repeat(len(stack)),
                                             reduction="none").view(len(stack), -1).sum(1)
-        correct += (logits.argmax(-1) == target).sum(1)
-    return (loss / len(x)).tolist(), (correct / len(x)).tolist()
+        predicted.append(logits.argmax(-1))
+    predicted = torch.cat(predicted, 1)
+    return (loss / len(x)).tolist(), (predicted == y).float().mean(1).tolist(), predicted.cpu().numpy()
+
+
+def class_balanced_weights(y: np.ndarray) -> np.ndarray:
+    """Sampling weight of each item: 1 / its class's count, so that every class
+    is drawn equally often (SUPERB's WeightedRandomSampler)."""
+    counts = np.bincount(y)
+    return 1.0 / counts[y]
 
 
 def train_probe(head: str, x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
                 num_classes: int, recipe: Recipe = DEFAULT_RECIPE, seed: int = 0,
-                device: torch.device | str = "cpu", progress=None) -> ProbeFit:
+                device: torch.device | str = "cpu", progress=None,
+                select_by: Callable[[np.ndarray, np.ndarray], float] | None = None,
+                balanced: bool = False) -> ProbeFit:
     """Fit a StandardScaler on the training items only, then train `head` for
     every learning rate of the recipe and keep the best (lr, epoch) on the
     validation items (or the last epoch with `select="last"`).
+
+    `select_by(y_true, y_pred)` scores validation predictions for that choice
+    and for early stopping (default: accuracy; see common.metrics.scorer);
+    ties go to the lower validation loss. `balanced`: each epoch draws as many
+    training items as there are, with replacement, class-balanced, instead of
+    a permutation.
 
     x: [N, D] features, or [N, L, D] stacked layers: the head then reads a
     learned softmax-weighted sum of the L layers (WeightedLayerSum), and the
@@ -248,6 +272,7 @@ def train_probe(head: str, x_train: np.ndarray, y_train: np.ndarray, x_valid: np
     xv = _scaled_tensor(np.asarray(x_valid, dtype=np.float32).reshape(-1, *x_train.shape[1:]), mean, scale, device)
     yt = torch.as_tensor(np.asarray(y_train), dtype=torch.long, device=device)
     yv = torch.as_tensor(np.asarray(y_valid), dtype=torch.long, device=device)
+    y_valid = np.asarray(y_valid)
     plan = recipe.plan(len(xt))
     batch_size, epochs, patience = plan["batch_size"], plan["epochs"], plan["patience"]
     selecting = recipe.select == "best" and len(xv) > 0
@@ -257,14 +282,20 @@ def train_probe(head: str, x_train: np.ndarray, y_train: np.ndarray, x_valid: np
     template = build_head(head, x_train.shape[-1], num_classes, num_layers).to(device)
     stack = _Stack(template, list(recipe.lrs), recipe.weight_decay, device)
     generator = torch.Generator(device="cpu").manual_seed(seed)
+    weights = torch.as_tensor(class_balanced_weights(np.asarray(y_train)), dtype=torch.double) if balanced else None
 
     count = len(recipe.lrs)
     active = list(range(count))                        # lr index of each stack position
-    curves = [{k: [] for k in ("train_loss", "train_acc", "valid_loss", "valid_acc")} for _ in range(count)]
+    curves = [{k: [] for k in ("train_loss", "train_acc", "valid_loss", "valid_acc", "valid_score")}
+              for _ in range(count)]
     best_key, best_epoch, best_state = [None] * count, [epochs] * count, [None] * count
+    best_acc, best_predicted = [None] * count, [None] * count
     since = [0] * count
     for epoch in range(1, epochs + 1):
-        order = torch.randperm(len(xt), generator=generator).to(device)
+        if weights is None:
+            order = torch.randperm(len(xt), generator=generator).to(device)
+        else:
+            order = torch.multinomial(weights, len(xt), replacement=True, generator=generator).to(device)
         loss_sum = torch.zeros(len(stack), device=device)
         correct = torch.zeros(len(stack), device=device)
         for start in range(0, len(order), batch_size):
@@ -284,12 +315,15 @@ def train_probe(head: str, x_train: np.ndarray, y_train: np.ndarray, x_valid: np
             curves[i]["train_loss"].append(train_loss[pos])
             curves[i]["train_acc"].append(train_acc[pos])
             if valid:
+                score = select_by(y_valid, valid[2][pos]) if select_by else valid[1][pos]
                 curves[i]["valid_loss"].append(valid[0][pos])
                 curves[i]["valid_acc"].append(valid[1][pos])
+                curves[i]["valid_score"].append(score)
             if selecting:
-                key = (valid[1][pos], -valid[0][pos])
+                key = (score, -valid[0][pos])
                 if best_key[i] is None or key > best_key[i]:
                     best_key[i], best_epoch[i], best_state[i], since[i] = key, epoch, stack.state(pos), 0
+                    best_acc[i], best_predicted[i] = valid[1][pos], valid[2][pos]
                 else:
                     since[i] += 1
                     if patience and since[i] >= patience:
@@ -307,7 +341,8 @@ def train_probe(head: str, x_train: np.ndarray, y_train: np.ndarray, x_valid: np
         for pos, i in enumerate(active):
             best_key[i], best_epoch[i], best_state[i] = (0.0, 0.0), epochs, stack.state(pos)
 
-    grid = [{"lr": lr, "best_valid_acc": best_key[i][0] if selecting else None, "epoch": best_epoch[i],
+    grid = [{"lr": lr, "best_valid_score": best_key[i][0] if selecting else None,
+             "best_valid_acc": best_acc[i] if selecting else None, "epoch": best_epoch[i],
              "epochs_run": len(curves[i]["train_loss"])} for i, lr in enumerate(recipe.lrs)]
     chosen = 0
     for i in range(1, count):
@@ -317,5 +352,28 @@ def train_probe(head: str, x_train: np.ndarray, y_train: np.ndarray, x_valid: np
     model.load_state_dict({name: value.cpu() for name, value in best_state[chosen].items()})
     model.eval()
     weights = model.layer_weights() if isinstance(model, WeightedLayerSum) else None
+    if not selecting and len(xv):  # the last epoch's validation predictions
+        best_predicted[chosen] = _evaluate_stacked(stack, xv, yv)[2][active.index(chosen)]
     return ProbeFit(head, model, mean, scale, recipe.lrs[chosen], best_epoch[chosen], curves[chosen], grid,
-                    plan, weights)
+                    plan, weights, best_predicted[chosen], balanced)
+
+
+def refit_probe(fit: ProbeFit, x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray,
+                y_valid: np.ndarray, num_classes: int, recipe: Recipe = DEFAULT_RECIPE, seed: int = 0,
+                device: torch.device | str = "cpu") -> ProbeFit:
+    """Retrain `fit`'s head on training and validation items together (a new
+    scaler on both) at the chosen learning rate for the chosen number of
+    epochs, with the batch size and sampling of the selection run. The chosen
+    (lr, epoch), grid, curves and validation predictions stay those measured
+    before the refit: validation numbers never come from a probe that saw the
+    validation items."""
+    x_all = np.concatenate([np.asarray(x_train, dtype=np.float32),
+                            np.asarray(x_valid, dtype=np.float32).reshape(-1, *np.shape(x_train)[1:])])
+    y_all = np.concatenate([np.asarray(y_train), np.asarray(y_valid)])
+    fixed = replace(recipe, name=recipe.name + "+refit", lrs=(fit.lr,), epochs=fit.epoch, select="last",
+                    patience=None, batch_size=fit.plan["batch_size"], steps_per_epoch=None, item_budget=None,
+                    min_epochs=1)
+    again = train_probe(fit.head, x_all, y_all, x_all[:0], y_all[:0], num_classes, fixed, seed=seed,
+                        device=device, balanced=fit.balanced)
+    return replace(fit, model=again.model, scaler_mean=again.scaler_mean, scaler_scale=again.scaler_scale,
+                   layer_weights=again.layer_weights, refit=True)

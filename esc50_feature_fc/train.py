@@ -1,4 +1,5 @@
 """Train probes on the stored features: `python train.py --help`."""
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's common/
 from common.cli import train_main
 from task import TASK
 

@@ -3,6 +3,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 # No test reaches the network: downloads are off (tests that fetch turn them
 # on towards a server on 127.0.0.1), and the weight caches are empty folders
@@ -30,3 +31,12 @@ def demo_roots(tmp_path_factory) -> dict:
     """Small synthetic datasets in the six official layouts, made once per run."""
     from common.demo import make_demo_datasets
     return make_demo_datasets(tmp_path_factory.mktemp("demo_data"))
+
+
+
+# Property-based tests: a few fixed cases by default (CI: the same ones every run),
+# many random ones with HYPOTHESIS_PROFILE=thorough.
+_quiet = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+settings.register_profile("ci", max_examples=15, deadline=None, derandomize=True, suppress_health_check=_quiet)
+settings.register_profile("thorough", max_examples=400, deadline=None, suppress_health_check=_quiet)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

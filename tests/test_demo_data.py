@@ -180,7 +180,7 @@ def test_librispeech(demo):
         speakers[subset] = {f.parent.parent.name for f in flacs}
         for spk in speakers[subset]:
             chapters = list((root / subset / spk).iterdir())
-            assert len(chapters) == (2 if subset == "train-clean-100" else 1)
+            assert len(chapters) == (3 if subset == "train-clean-100" else 1)
     assert len(speakers["train-clean-100"]) >= 8
     assert not speakers["train-clean-100"] & speakers["test-clean"]
     listed = {line.split("|")[0].strip() for line in (root / "SPEAKERS.TXT").read_text().splitlines()

@@ -77,20 +77,95 @@ def test_icbhi_cycles_are_cut_at_annotated_times_on_the_official_split(demo_root
     assert not set(patients[fold.valid]) & set(patients[fold.train])
 
 
-def test_speech_commands_silence_windows_and_twelve_classes(demo_roots):
+def test_speech_commands_silence_windows_and_the_lists_protocols(demo_roots):
     kws = task("key_word_spotting")
     listing = kws.read(demo_roots["speech_commands"])
     assert listing.variant == "speech_commands_v0.02"
     items = listing.items
-    silence = items[items["label"] == "_silence_"]
+    silence = items[(items["label"] == "_silence_") & (items["archive"] == "main")]
     assert len(silence) > 0 and (silence["clip_end"] - silence["clip_start"] == 1.0).all()
-    for _, windows in silence.groupby("path"):  # train, then validation, then test along each file
+    whole = silence[silence["on_second"]]
+    assert (whole["clip_start"] % 1 == 0).all() and (silence[~silence["on_second"]]["clip_start"] % 1 == 0.5).all()
+    for _, windows in whole.groupby("path"):  # train, then validation, then test along each file
         order = windows.sort_values("clip_start")["split"].map({"train": 0, "validation": 1, "test": 2})
         assert order.is_monotonic_increasing
-    twelve = kws.protocol("12").prepare(items)
+    lists12 = kws.protocol("lists12")
+    assert not lists12.comparable and "matches no published table" in lists12.description
+    twelve = lists12.prepare(items)
+    test = twelve.items.iloc[twelve.folds[0].test]
     assert "_silence_" in np.array(twelve.classes)[twelve.y[twelve.folds[0].test]]
+    assert set(test["archive"]) == {"main"} and set(test["split"]) == {"test"} and test["on_second"].all()
     full = kws.protocol("full").prepare(items)
-    assert len(full.classes) == 35 and "_silence_" not in full.classes
+    assert len(full.classes) == 35 and "_silence_" not in full.classes and set(full.items["archive"]) == {"main"}
+
+
+def test_superb_and_hear_train_on_the_lists_and_test_on_their_archives(demo_roots):
+    kws = task("key_word_spotting")
+    items = kws.read(demo_roots["speech_commands"]).items
+    for name, archive, variant in (("superb", "speech_commands_test_set_v0.01", "speech_commands_v0.01"),
+                                   ("hear", "speech_commands_test_set_v0.02", "speech_commands_v0.02")):
+        protocol = kws.protocol(name)
+        assert protocol.variant == variant and protocol.comparable
+        data = protocol.prepare(items)
+        fold = data.folds[0]
+        parts = {part: data.items.iloc[getattr(fold, part)] for part in ("train", "valid", "test")}
+        labels = np.array(data.classes)
+        # test: the archive's 12 balanced folders, labels from the folder names
+        assert set(parts["test"]["archive"]) == {archive}
+        assert (parts["test"]["label"].value_counts() == 5).all() and len(parts["test"]) == 60
+        assert set(labels[data.y[fold.test]]) == set(data.classes)
+        # train / valid: the main archive by its lists; testing_list.txt is never used
+        for part in ("train", "valid"):
+            assert set(parts[part]["archive"]) == {"main"}
+            words = parts[part][parts[part]["label"] != "_silence_"]
+            assert "test" not in set(words["split"])
+            assert "_silence_" in set(labels[data.y[getattr(fold, part)]])
+        noise = parts["train"][parts["train"]["label"] == "_silence_"]
+        valid_noise = parts["valid"][parts["valid"]["label"] == "_silence_"]
+        if name == "superb":   # whole-second windows, the first 80% of each file train
+            assert protocol.balanced_sampling and protocol.selected_by == "balanced_accuracy"
+            assert noise["on_second"].all() and set(noise["split"]) == {"train"}
+        else:                  # 0.5 s hop; running_tap validates, every other noise trains
+            assert not protocol.balanced_sampling and protocol.selected_by == "accuracy"
+            assert not noise["on_second"].all()
+            assert {p.split("/")[-1] for p in valid_noise["path"]} == {"running_tap.wav"}
+            assert "running_tap.wav" not in {p.split("/")[-1] for p in noise["path"]}
+        # unknown: every word outside the 10 commands
+        unknown = parts["train"][labels[data.y[fold.train]] == "_unknown_"]
+        assert {"bed", "marvin", "visual"} <= set(unknown["label"]) and not set(unknown["label"]) & {"yes", "go"}
+    # the demo's main archive is v0.02: SUPERB's numbers on it are flagged, HEAR's are not
+    assert kws.protocol("superb").variant_notes("speech_commands_v0.02")
+    assert not kws.protocol("hear").variant_notes("speech_commands_v0.02")
+
+
+def test_missing_test_archive_is_named_in_one_sentence(demo_roots, tmp_path):
+    import shutil
+    root = tmp_path / "speech_commands_v0.02"
+    shutil.copytree(demo_roots["speech_commands"], root)
+    kws = task("key_word_spotting")
+    items = kws.read(root).items
+    assert set(items["archive"]) == {"main"}
+    with pytest.raises(DatasetError, match=r"speech_commands_test_set_v0\.01\.tar\.gz.*beside or inside") as err:
+        kws.protocol("superb").prepare(items)
+    assert "\n" not in str(err.value)
+    # inside the data root is found too, and a partial archive is reported like a partial download
+    shutil.copytree(demo_roots["speech_commands"].parent / "speech_commands_test_set_v0.02",
+                    root / "speech_commands_test_set_v0.02")
+    with pytest.warns(PartialDownloadWarning, match="4,890"):
+        listing = kws.read(root)
+    assert not listing.complete and any("speech_commands_test_set_v0.02" in n for n in listing.notes)
+    assert len(kws.protocol("hear").prepare(listing.items).folds[0].test) == 60
+
+
+def test_librispeech_chapter_disjoint_protocol(demo_roots):
+    speaker = task("speaker_recognition")
+    data = speaker.protocol("chapters").prepare(speaker.read(demo_roots["librispeech"]).items)
+    fold = data.folds[0]
+    chapters, speakers = data.items["chapter"].to_numpy(), data.items["speaker"].to_numpy()
+    assert not set(chapters[fold.test]) & set(chapters[np.concatenate([fold.train, fold.valid])])
+    assert not set(chapters[fold.valid]) & set(chapters[fold.train])
+    assert set(speakers[fold.test]) == set(speakers[fold.train]) == set(speakers)
+    assert len(fold.valid) > 0
 
 
 def test_missing_roots_and_metadata_say_what_to_do(tmp_path, demo_roots):

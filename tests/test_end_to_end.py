@@ -26,7 +26,8 @@ def demo_run(tmp_path_factory):
 def test_demo_runs_every_task_protocol_and_head(demo_run):
     _, rows = demo_run
     expected = {("esc50", "official"), ("urbansound8k", "official"), ("nsynth", "official"),
-                ("speaker_id", "official"), ("speech_commands", "full"), ("speech_commands", "12"),
+                ("speaker_id", "official"), ("speaker_id", "chapters"), ("speech_commands", "full"),
+                ("speech_commands", "lists12"), ("speech_commands", "superb"), ("speech_commands", "hear"),
                 ("icbhi", "recording"), ("icbhi", "cycle")}
     assert set(zip(rows["task"], rows["protocol"])) == expected
     assert (rows.groupby(["task", "protocol"])["head"].apply(set) == {"linear", "three_layer"}).all()
@@ -45,9 +46,11 @@ def test_demo_probes_are_well_above_chance(demo_run):
     _, rows = demo_run
     for (task, protocol), group in rows.groupby(["task", "protocol"]):
         best = group["mean"].astype(float).max()
-        if protocol == "12":  # _unknown_ dominates: judge the balanced score
+        if protocol == "lists12":  # _unknown_ dominates: judge the balanced score
             best = group["macro_f1"].astype(float).max()
             assert best > 3 / 12, (task, protocol, best)
+        elif protocol in ("superb", "hear"):  # 12 balanced test classes
+            assert best > 1 / 12 + 0.2, (task, protocol, best)
         else:
             assert best > CHANCE[task] + 0.2, (task, protocol, best)
 
@@ -65,8 +68,21 @@ def test_results_files_hold_folds_protocol_and_metrics(demo_run):
     assert result["recipe"]["lrs"] and result["recipe"]["name"] == DEFAULT_RECIPE.name
     split = pd.read_csv(result["split_file"])
     assert set(split["part"]) == {"train", "valid", "test"}
+    assert (result["validation"], result["refit"], result["selection_metric"]) == ("carve", False, "accuracy")
+    assert run["valid_metrics"]["accuracy"] == pytest.approx(max(g["best_valid_acc"] for g in run["grid"]))
     icbhi = json.loads(open(rows[rows["task"] == "icbhi"].iloc[0]["result_file"]).read())
     assert {"sensitivity", "specificity", "icbhi_score", "accuracy"} <= set(icbhi["summary"])
+    # ICBHI picks lr and epoch by its score, not by accuracy
+    assert icbhi["selection_metric"] == "icbhi_score"
+    for run in icbhi["runs"]:
+        chosen = next(g for g in run["grid"] if g["lr"] == run["lr"])
+        assert chosen["epoch"] == run["epoch"]
+        assert chosen["best_valid_score"] == max(g["best_valid_score"] for g in run["grid"])
+        assert run["valid_metrics"]["icbhi_score"] == pytest.approx(chosen["best_valid_score"])
+    superb = json.loads(open(rows[(rows["protocol"] == "superb")].iloc[0]["result_file"]).read())
+    assert superb["balanced_sampling"] and superb["selection_metric"] == "balanced_accuracy"
+    assert not superb["protocol_comparable"] and "speech_commands_v0.01" in " ".join(superb["dataset_notes"])
+    assert set(rows["selection_metric"]) == {"accuracy", "balanced_accuracy", "icbhi_score"}
     table = pd.read_csv(runs / "esc50_feature_fc" / "results" / "results.csv")
     assert len(table) == 2 and set(table["head"]) == {"linear", "three_layer"}
 
@@ -87,6 +103,16 @@ def test_task_folder_commands_as_the_readme_writes_them(demo_roots, tmp_path):
     out = run("esc50_feature_fc", "train.py", "--epochs", "100", "--work-dir", work)
     assert out.returncode == 0, out.stderr
     assert "| esc50 | official | mfcc |" in out.stdout
+    refit = run("esc50_feature_fc", "train.py", "--validation", "next-fold", "--refit", "--epochs", "20",
+                "--head", "linear", "--work-dir", work, "--no-plots")
+    assert refit.returncode == 0, refit.stderr
+    table = pd.read_csv(tmp_path / "work" / "results" / "results.csv")
+    last = table.iloc[-1]
+    assert (last["validation"], bool(last["refit"])) == ("next-fold", True)
+    result = json.loads(open(last["result_file"]).read())
+    assert result["validation"] == "next-fold" and result["refit"] and all(r["refit"] for r in result["runs"])
+    assert all(r["sizes"]["valid"] == r["sizes"]["test"] for r in result["runs"])  # a whole fold validates
+    assert result["result_file"].endswith("official-official-next-fold-refit-linear.json")
     seeds = run("esc50_feature_fc", "train.py", "--split", "random", "--recipe", "seeds", "--epochs", "3",
                 "--head", "linear", "--subset", "esc10", "--work-dir", work)
     assert seeds.returncode == 0, seeds.stderr

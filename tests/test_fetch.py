@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import os
+import shutil
 import tarfile
 import threading
 import zipfile
@@ -144,7 +146,8 @@ def speech_commands_test_set(demo_roots, tmp_path_factory) -> Path:
 def listing_without_paths(task, root: Path):
     listing = task.read(root)
     items = listing.items.copy()
-    items["path"] = [str(Path(p).relative_to(listing.root)) for p in items["path"]]
+    # relpath: Speech Commands' test archive sits beside the main folder
+    items["path"] = [os.path.relpath(p, listing.root) for p in items["path"]]
     return listing.variant, items
 
 
@@ -155,8 +158,10 @@ def test_download_gives_the_same_items_as_files_placed_by_hand(folder, demo_root
     by_hand = demo_data_root(demo_roots)
     if folder == "key_word_spotting":  # place the test-set stand-in beside the demo's main folder
         (tmp_path / "by_hand").mkdir()
-        for child in (by_hand / "speech_commands_v0.02", speech_commands_test_set / "speech_commands_test_set_v0.02"):
-            (tmp_path / "by_hand" / child.name).symlink_to(child, target_is_directory=True)
+        # a copy, not a link: the reader resolves the main folder and looks for test archives beside it
+        shutil.copytree(by_hand / "speech_commands_v0.02", tmp_path / "by_hand" / "speech_commands_v0.02")
+        (tmp_path / "by_hand" / "speech_commands_test_set_v0.02").symlink_to(
+            speech_commands_test_set / "speech_commands_test_set_v0.02", target_is_directory=True)
         by_hand = tmp_path / "by_hand"
     task.downloads = (serve_dataset(server, task.downloads[0], by_hand),)
 
@@ -306,6 +311,7 @@ def test_efficientat_weights_are_fetched_verified_and_used(shared_dir, server, t
         pytest.skip(f"{weights} is not present")
     from common.extract import extract_embeddings
     server.put(WEIGHTS["efficientat_mn04"].url, weights.read_bytes())
+    server.put(WEIGHTS["efficientat_mn04_labels"].url, (weights.parent / "class_labels_indices.csv").read_bytes())
     empty = tmp_path / "pretrained_models"
     empty.mkdir()
     task = make_toy_task(tmp_path / "toy", per_class=1, classes=2)
@@ -397,7 +403,8 @@ def test_the_one_command_fetches_extracts_and_probes(demo_roots, server, tmp_pat
                            "--tasks", "speaker_recognition", "--work-dir", str(tmp_path / "runs"), "--epochs", "2",
                            "--num-workers", "0"])
     assert (tmp_path / "audio-data" / "LibriSpeech" / "train-clean-100").is_dir()
-    assert {row["task"] for row in rows} == {"speaker_id"} and len(rows) == 2  # both probes
+    assert {row["task"] for row in rows} == {"speaker_id"}
+    assert len(rows) == 2 * len(load_task(PROJECT_ROOT / "speaker_recognition").protocols)  # both probes each
 
 
 def test_offline_option_of_extract_fetches_nothing(server, tmp_path, monkeypatch, capsys):
@@ -414,3 +421,168 @@ def test_offline_option_of_extract_fetches_nothing(server, tmp_path, monkeypatch
     assert message.startswith("error: ") and "\n" not in message
     assert WEIGHTS["efficientat_mn04"].url in message and str(tmp_path / "empty" / "efficientat_mn04") in message
     assert server.requests == []
+
+
+# --------------------------------------------------------------------------- files of a Hugging Face repository
+class FakeHub:
+    """A test double of huggingface_hub's file calls, with the cache layout
+    of the real one (`snapshots/<commit>/<path>` linking to `blobs/<etag>`,
+    `refs/main`): serves `files`, publishes their sha256 (or `published`),
+    and records every call."""
+
+    commit = "5e1ec7ed" * 5
+
+    def __init__(self, root: Path, files: dict[str, bytes]):
+        self.root, self.files = root, files
+        self.published = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+        self.calls: list[dict] = []
+
+    def storage(self, repo_id: str, repo_type: str) -> Path:
+        return self.root / f"{repo_type}s--{repo_id.replace('/', '--')}"
+
+    def hf_hub_download(self, repo_id, filename, *, repo_type=None, revision=None, local_files_only=False, **kw):
+        from huggingface_hub.errors import LocalEntryNotFoundError
+        self.calls.append({"call": "download", "repo_id": repo_id, "filename": filename, "repo_type": repo_type,
+                           "revision": revision, "local_files_only": local_files_only})
+        storage = self.storage(repo_id, repo_type)
+        ref = storage / "refs" / (revision or "main")
+        if local_files_only:
+            entry = storage / "snapshots" / (ref.read_text() if ref.is_file() else str(revision)) / filename
+            if not entry.exists():
+                raise LocalEntryNotFoundError(f"{filename} is not in the cache")
+            return str(entry)
+        commit = self.commit if revision in (None, "main") else revision
+        if commit != revision:  # a branch is remembered as the commit it resolved to, as the hub client does
+            ref.parent.mkdir(parents=True, exist_ok=True)
+            ref.write_text(commit)
+        blob = storage / "blobs" / self.published[filename]
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(self.files[filename])
+        entry = storage / "snapshots" / commit / filename
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        entry.symlink_to(blob)
+        return str(entry)
+
+    def get_hf_file_metadata(self, url, **kw):
+        from huggingface_hub import HfFileMetadata
+        self.calls.append({"call": "metadata", "url": url})
+        filename = next(name for name in self.files if url.endswith("/" + name))
+        return HfFileMetadata(commit_hash=self.commit, etag=self.published[filename], location=url,
+                              size=len(self.files[filename]), xet_file_data=None)
+
+    def fetches(self) -> list[dict]:
+        return [c for c in self.calls if c["call"] == "metadata" or not c["local_files_only"]]
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    import huggingface_hub
+    monkeypatch.setenv("AUDIO_PROBES_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    files = {WEIGHTS[name].path: f"weights of {name}".encode() * 1000 for name in ("audiosep", "audiosep_clap")}
+    fake = FakeHub(tmp_path / "hf-cache", files)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake.hf_hub_download)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", fake.get_hf_file_metadata)
+    return fake
+
+
+@pytest.mark.parametrize("weights", ["audiosep", "audiosep_clap"])
+def test_audiosep_files_come_from_the_space_verified_and_cached(hub, weights, tmp_path):
+    from common.encoders.checkpoints import local_or_fetched
+    from common.fetch import hub_cache_record
+    remote = WEIGHTS[weights]
+    local = tmp_path / "pretrained_models" / "AudioSep" / remote.filename
+    path = local_or_fetched(local, weights, "AudioSep file", "the AudioSep space")
+    assert path.read_bytes() == hub.files[remote.path] and not local.exists()
+    downloads = [c for c in hub.fetches() if c["call"] == "download"]
+    assert downloads == [{"call": "download", "repo_id": "Audio-AGI/AudioSep", "filename": remote.path,
+                          "repo_type": "space", "revision": None, "local_files_only": False}]  # main
+    assert f"/spaces/Audio-AGI/AudioSep/resolve/main/{remote.path}" in hub.fetches()[0]["url"]
+    assert hub_cache_record(path) == {"revision": FakeHub.commit,
+                                      "sha256": hashlib.sha256(hub.files[remote.path]).hexdigest()}
+
+    hub.calls.clear()
+    assert local_or_fetched(local, weights, "AudioSep file", "the AudioSep space") == path
+    assert hub.calls and hub.fetches() == []  # the second time from the cache, without a network call
+
+    local.parent.mkdir(parents=True)
+    local.write_bytes(b"placed by hand")  # a local file still wins
+    assert local_or_fetched(local, weights, "AudioSep file", "the AudioSep space") == local
+
+
+def test_a_hub_file_whose_sha256_differs_from_the_published_one_is_deleted(hub, tmp_path):
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from common.encoders.checkpoints import local_or_fetched
+    remote = WEIGHTS["audiosep"]
+    hub.published[remote.path] = hashlib.sha256(b"what the hub says it is").hexdigest()
+    with pytest.raises(CheckpointError, match=r"audiosep_base_4M_steps.ckpt .*has sha256 [0-9a-f]{64}, not the "
+                                              "published") as err:
+        local_or_fetched(tmp_path / "AudioSep" / remote.filename, "audiosep", "AudioSep checkpoint", "the space")
+    assert "\n" not in str(err.value)
+    assert [p for p in hub.root.rglob("*") if p.is_file() or p.is_symlink()
+            if "blobs" in p.parts or "snapshots" in p.parts] == []  # nothing of it left in use
+    with pytest.raises(LocalEntryNotFoundError):
+        hub.hf_hub_download(remote.repo_id, remote.path, repo_type="space", local_files_only=True)
+
+
+def test_a_recorded_sha256_is_checked_before_fetching(hub, tmp_path, monkeypatch):
+    from common.encoders.checkpoints import local_or_fetched
+    pinned = dataclasses.replace(WEIGHTS["audiosep_clap"], sha256="0" * 64)
+    monkeypatch.setitem(WEIGHTS, "audiosep_clap", pinned)
+    with pytest.raises(CheckpointError, match="not the recorded 0{64} .changed upstream"):
+        local_or_fetched(tmp_path / pinned.filename, "audiosep_clap", "LAION-CLAP checkpoint", "the space")
+    assert [c["call"] for c in hub.calls if not c.get("local_files_only")] == ["metadata"]  # nothing downloaded
+
+
+def test_fetched_audiosep_checkpoint_is_recorded_with_the_features(hub, tmp_path):
+    from common.encoders.audiosep import AudioSepEncoder
+    from common.encoders.checkpoints import local_or_fetched
+    encoder = AudioSepEncoder(checkpoint=None)
+    encoder.checkpoint = local_or_fetched(tmp_path / "none", "audiosep", "AudioSep checkpoint", "the space")
+    config = encoder.config()
+    assert config["checkpoint_revision"] == FakeHub.commit
+    assert config["checkpoint_sha256"] == hashlib.sha256(hub.files[WEIGHTS["audiosep"].path]).hexdigest()
+    encoder.checkpoint = tmp_path / "own.ckpt"
+    encoder.checkpoint.write_bytes(b"x")
+    assert "checkpoint_sha256" not in encoder.config()  # a file placed by hand: no hub record
+
+
+def test_offline_a_missing_hub_file_names_the_file_the_url_and_the_folder(hub, tmp_path, monkeypatch):
+    from common.encoders.checkpoints import local_or_fetched
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    local = tmp_path / "pretrained_models" / "AudioSep" / WEIGHTS["audiosep_clap"].filename
+    with pytest.raises(CheckpointError) as err:
+        local_or_fetched(local, "audiosep_clap", "LAION-CLAP checkpoint", "the AudioSep space")
+    message = str(err.value)
+    assert "\n" not in message and "downloads are off" in message and str(local) in message
+    assert ("https://huggingface.co/spaces/Audio-AGI/AudioSep/resolve/main/checkpoint/"
+            "music_speech_audioset_epoch_15_esc_89.98.pt") in message
+    assert hub.fetches() == []
+
+
+def test_fetched_efficientat_weights_come_with_their_label_names(shared_dir, server, tmp_path):
+    folder = shared_dir / "pretrained" / "efficientat_mn04"
+    if not (folder / "class_labels_indices.csv").is_file():
+        pytest.skip(f"{folder} is not present")
+    server.put(WEIGHTS["efficientat_mn04"].url, (folder / "mn04_as_mAP_432.pt").read_bytes())
+    server.put(WEIGHTS["efficientat_mn04_labels"].url, (folder / "class_labels_indices.csv").read_bytes())
+    encoder = build_encoder("efficientat_mn04", tmp_path)
+    assert encoder.labels[0] == "Speech" and len(set(encoder.labels)) == 527
+    server.requests.clear()
+    assert build_encoder("efficientat_mn04", tmp_path).labels == encoder.labels  # both cached
+    assert server.requests == []
+
+
+def test_label_names_that_fail_their_checksum_are_not_used(server, tmp_path, monkeypatch):
+    monkeypatch.setitem(WEIGHTS, "efficientat_mn04",
+                        dataclasses.replace(WEIGHTS["efficientat_mn04"], checksum=sha256(b"weights")))
+    server.put(WEIGHTS["efficientat_mn04"].url, b"weights")
+    server.put(WEIGHTS["efficientat_mn04_labels"].url, b"index,mid,display_name\n0,/m/x,tampered\n")
+    from common.encoders import efficientat
+    monkeypatch.setattr(efficientat, "read_state_dict", lambda path: efficientat.MN04().state_dict())
+    monkeypatch.setattr(efficientat, "remap_state_dict", lambda state: state)
+    with pytest.warns(UserWarning, match="class_labels_indices.csv .*does not match its recorded checksum"):
+        encoder = build_encoder("efficientat_mn04", tmp_path)
+    assert encoder.labels[0] == "class_0"
+    assert not list((tmp_path / "weights-cache").rglob("*.csv"))

@@ -160,3 +160,66 @@ def test_saved_probe_gives_the_trained_probabilities(tmp_path, stacked):
     assert (getattr(fit, "layer_weights", None) is not None) == stacked
     with pytest.raises(ProbeError, match="takes embeddings of shape"):
         saved.predict_proba(x.reshape(60, -1)[:, :5])
+
+
+# --------------------------------------------------------------------------- refusals
+def test_unreadable_files_are_listed_with_why_and_fail_the_command(esc_run, tmp_path, capsys):
+    work, root, probe = esc_run
+    task = load_task(PROJECT_ROOT / "esc50_feature_fc")
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF not really")
+    with pytest.raises(SystemExit) as exit_info:
+        predict_main(task, [str(bad), "--probe", str(probe)])
+    assert exit_info.value.code == "error: 1 of 1 files could not be classified (listed above)"
+    out = capsys.readouterr()
+    assert "nan" not in out.out and f"failed: {bad}: cannot read {bad}" in out.err
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(training_files(work, root, "sea_waves")[0], folder / "good.wav")
+    shutil.copy(bad, folder / "bad.wav")
+    (folder / "gone.wav").symlink_to(folder / "missing.wav")
+    with pytest.raises(SystemExit) as exit_info:
+        predict_main(task, [str(folder), "--probe", str(probe), "--out", str(tmp_path / "mixed.csv")])
+    assert "2 of 3 files could not be classified" in str(exit_info.value.code)
+    table = pd.read_csv(tmp_path / "mixed.csv")
+    assert table["error"].notna().sum() == 2 and table.loc[table["file"] == "good.wav", "top1"].item() == "sea_waves"
+
+
+def tamper(probe, tmp_path, info_change=None, tensor_change=None):
+    from safetensors.torch import load_file, save_file
+    info = json.loads(probe.read_text())
+    tensors = load_file(str(probe.with_name(info["weights_file"])))
+    if info_change:
+        info_change(info)
+    if tensor_change:
+        tensor_change(tensors)
+    save_file(tensors, str(tmp_path / "w.probe.safetensors"))
+    info.setdefault("weights_file", "w.probe.safetensors")
+    if info.get("weights_file") == json.loads(probe.read_text())["weights_file"]:
+        info["weights_file"] = "w.probe.safetensors"
+    copy = tmp_path / "t.probe.json"
+    copy.write_text(json.dumps(info))
+    return copy
+
+
+@pytest.mark.parametrize("info_change, tensor_change, message", [
+    (lambda i: i.pop("classes"), None, "lacks the field.* classes"),
+    (lambda i: i.pop("encoder"), None, "lacks the field.* encoder"),
+    (lambda i: i.update(in_dim="forty"), None, "in_dim 'forty'"),
+    (lambda i: i.update(classes=["only"]), None, "two or more distinct"),
+    (lambda i: i.update(head="forest"), None, "head 'forest'"),
+    (lambda i: i.update(weights_file="../w.probe.safetensors"), None, "bare file name"),
+    (lambda i: i.update(weights_file="/etc/passwd"), None, "bare file name"),
+    (None, lambda t: t.update(scaler_scale=t["scaler_scale"] * 0), "zero or negative"),
+    (None, lambda t: t.update(scaler_mean=t["scaler_mean"] * float("nan")), "NaN or infinite"),
+    (None, lambda t: t.update(scaler_mean=t["scaler_mean"][:3].contiguous()), "scaler_mean has shape \\[3\\]"),
+    (None, lambda t: t.pop("scaler_scale"), "no scaler_scale"),
+    (None, lambda t: t.update({"model.fc.weight": t["model.fc.weight"][:, :5].contiguous()}), "do not fit"),
+])
+def test_tampered_probes_are_refused_field_by_field(esc_run, tmp_path, info_change, tensor_change, message):
+    _, _, probe = esc_run
+    probe = probe.with_name(probe.name.replace("three_layer", "linear"))
+    copy = tamper(probe, tmp_path, info_change, tensor_change)
+    with pytest.raises(ProbeError, match=message) as info:
+        load_probe(copy, ("task", "encoder", "pooling", "layer"))
+    assert "\n" not in str(info.value)

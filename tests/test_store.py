@@ -1,8 +1,9 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from common.extract import extract_embeddings, plan_batches
-from common.store import FeatureStore, StoreMismatchError
+from common.store import FeatureStore, StoreDamagedError, StoreMismatchError, find_stores
 from toy import make_toy_task
 
 
@@ -84,3 +85,69 @@ def test_incomplete_store_is_not_loaded(tmp_path):
     store.update_meta(complete=False)
     with pytest.raises(RuntimeError, match="incomplete"):
         FeatureStore(store.path).load()
+
+
+# --------------------------------------------------------------------------- verified on reuse
+def test_reordered_items_csv_is_refused_then_repaired(tmp_path):
+    task = make_toy_task(tmp_path / "data")
+    store = extract(task, tmp_path)
+    clean = store.load()
+    items = store.path / "items.csv"
+    table = pd.read_csv(items)
+    table.iloc[::-1].to_csv(items, index=False)       # labels would silently move to other embeddings
+    with pytest.raises(StoreDamagedError, match="items.csv was changed since extraction"):
+        store.load()
+    repaired = extract(task, tmp_path).load()
+    np.testing.assert_array_equal(repaired.embeddings["mfcc"], clean.embeddings["mfcc"])
+    assert list(repaired.items["label"]) == list(clean.items["label"])
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "garbage", "delete"])
+def test_damaged_shards_are_found_and_only_they_are_extracted_again(tmp_path, damage, capsys):
+    task = make_toy_task(tmp_path / "data")
+    store = extract(task, tmp_path)
+    clean = store.load()
+    shards = sorted(store.shard_dir.glob("shard-*"))
+    victim, others = shards[1], shards[0]
+    before = others.stat().st_mtime_ns
+    data = victim.read_bytes()
+    if damage == "delete":
+        victim.unlink()
+    else:
+        victim.write_bytes({"truncate": data[: len(data) // 2], "empty": b"", "garbage": b"\x00" * len(data)}[damage])
+    assert list(store.damaged_shards()) == [1]
+    with pytest.raises(StoreDamagedError, match="damaged"):
+        store.load()
+    store = extract_embeddings(task, "mfcc", tmp_path / "data", work_dir=tmp_path / "work", shard_size=4,
+                               num_workers=0)
+    assert "re-extracting 1 damaged shard" in capsys.readouterr().out
+    assert others.stat().st_mtime_ns == before                     # good shards are kept as they are
+    np.testing.assert_array_equal(store.load().embeddings["mfcc"], clean.embeddings["mfcc"])
+
+
+def test_a_corrupt_meta_json_names_itself_and_blocks_only_its_store(tmp_path):
+    task = make_toy_task(tmp_path / "data")
+    good = extract(task, tmp_path)
+    bad = extract(task, tmp_path, store_name="other")
+    (bad.path / "meta.json").write_text('{"settings": {"enc')
+    with pytest.raises(StoreDamagedError, match=r"other/meta.json is damaged.*--overwrite"):
+        bad.meta()
+    with pytest.warns(UserWarning, match="other/meta.json is damaged"):
+        found = find_stores(tmp_path / "work" / "features")
+    assert [s.path for s in found] == [good.path]
+    rebuilt = extract(task, tmp_path, store_name="other", overwrite=True)
+    assert rebuilt.complete
+
+
+def test_a_moved_data_folder_reuses_its_store_with_new_paths(tmp_path, capsys):
+    task = make_toy_task(tmp_path / "data")
+    store = extract(task, tmp_path)
+    clean = store.load()
+    (tmp_path / "data").rename(tmp_path / "moved")
+    task = make_toy_task.__globals__["Task"](**{**task.__dict__, "folder": tmp_path / "moved"})
+    again = extract_embeddings(task, "mfcc", tmp_path / "moved", work_dir=tmp_path / "work", shard_size=4,
+                               num_workers=0)
+    assert "reused" in capsys.readouterr().out
+    assert again.meta()["settings"]["dataset_root"] == str((tmp_path / "moved").resolve())
+    assert all(p.startswith(str((tmp_path / "moved").resolve())) for p in again.items()["path"])
+    np.testing.assert_array_equal(again.load().embeddings["mfcc"], clean.embeddings["mfcc"])

@@ -1,5 +1,5 @@
 """Readers of the six datasets in their official layouts."""
-from .base import DatasetError, DatasetListing, PartialDownloadWarning  # noqa: F401
+from .base import DatasetError, DatasetListing, DatasetWarning, PartialDownloadWarning  # noqa: F401
 from .csv_table import ESC50, URBANSOUND8K, CsvDataset  # noqa: F401
 from .icbhi import read_icbhi  # noqa: F401
 from .librispeech import read_librispeech  # noqa: F401

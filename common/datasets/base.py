@@ -10,9 +10,19 @@ row per item to embed, with the columns
     label       the dataset's own label for the item
 
 plus whatever the protocols need (fold, split, speaker, src_file, ...).
+
+`DatasetListing` checks every reader's table the same way: no items, items
+without a label or with a duplicated id are errors; exact duplicate rows are
+dropped with a warning; an item whose file leaves the data root (`../..`, an
+absolute path, a symbolic link pointing out), is a dangling link or a link
+loop, or is not there at all, is kept with its reason in the `refused` column:
+extraction lists it as failed without reading it.
 """
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,15 +30,77 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import UserError
+
 ITEM_COLUMNS = ("id", "path", "clip_start", "clip_end", "label")
+REFUSED = "refused"   # column: why an item's file is not read ("" = fine)
+MISSING_LABELS = ("", "nan", "none", "null")
+NOT_FOUND = "does not exist"   # end of the refusal of a file that is not there
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserError, RuntimeError):
     """A dataset root or metadata file that is missing or malformed."""
 
 
 class PartialDownloadWarning(UserWarning):
     """Item counts differ from the full official download."""
+
+
+class DatasetWarning(UserWarning):
+    """Rows of a dataset that were dropped or will be listed as failed."""
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def path_problems(paths, root: str | Path) -> list[str]:
+    """Why each file must not be read ("" when it may): it leaves `root`
+    (by `..`, an absolute path or a symbolic link), is a dangling link or a
+    link loop, or does not exist. One lstat per file; folders are resolved
+    once each."""
+    root_lexical = os.path.abspath(root)
+    root_real = os.path.realpath(root)
+    folders: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    out = []
+    for raw in paths:
+        raw = str(raw)
+        if raw not in seen:
+            seen[raw] = _problem(os.path.normpath(os.path.join(root_lexical, raw)), root_lexical, root_real, folders)
+        out.append(seen[raw])
+    return out
+
+
+def _problem(path: str, root_lexical: str, root_real: str, folders: dict[str, str]) -> str:
+    if not _within(path, root_lexical) and not _within(path, root_real):
+        return f"{path} is outside the data root {root_lexical}"
+    folder = os.path.dirname(path)
+    if folder not in folders:
+        folders[folder] = os.path.realpath(folder)
+    if not _within(folders[folder], root_real):
+        return f"{path} leads outside the data root {root_real} through a symbolic link"
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return f"{path} {NOT_FOUND}"
+    except OSError as err:
+        return f"{path}: {err.strerror}"
+    if stat.S_ISLNK(info.st_mode):
+        try:
+            target = os.path.realpath(path, strict=True)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                return f"{path} is a symbolic link loop"
+            return f"{path} is a dangling symbolic link (its target {os.readlink(path)} does not exist)"
+        if not _within(target, root_real):
+            return f"{path} is a symbolic link to {target}, outside the data root {root_real}"
+    return ""
+
+
+def _examples(values, limit: int = 3) -> str:
+    values = list(values)
+    return ", ".join(map(str, values[:limit])) + (", ..." if len(values) > limit else "")
 
 
 @dataclass
@@ -40,10 +112,35 @@ class DatasetListing:
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self):
-        missing = [c for c in ITEM_COLUMNS if c not in self.items.columns]
-        assert not missing, f"reader returned no {missing} columns"
-        assert self.items["id"].is_unique, "item ids must be unique"
-        self.items = self.items.reset_index(drop=True)
+        items = self.items
+        missing = [c for c in ITEM_COLUMNS if c not in items.columns]
+        if missing:
+            raise DatasetError(f"the {self.variant} reader returned no {missing} columns")
+        if items.empty:
+            raise DatasetError(f"{self.variant}: no items under {self.root}; its metadata lists none "
+                               "(check the download and --data-root)")
+        hashable = items.astype(str)
+        repeated = hashable.duplicated()
+        if repeated.any():
+            warnings.warn(f"{self.variant}: {int(repeated.sum()):,} duplicated rows were dropped "
+                          f"(e.g. {_examples(items.loc[repeated, 'id'])})", DatasetWarning, stacklevel=3)
+            items = items[~repeated.to_numpy()]
+        clash = items["id"].duplicated(keep=False)
+        if clash.any():
+            raise DatasetError(f"{self.variant}: {int(clash.sum()):,} rows share an id with different contents "
+                               f"(e.g. {_examples(items.loc[clash, 'id'].unique())}); fix the metadata")
+        unlabelled = items["label"].isna() | items["label"].astype(str).str.strip().str.lower().isin(MISSING_LABELS)
+        if unlabelled.any():
+            raise DatasetError(f"{self.variant}: {int(unlabelled.sum()):,} items have no label "
+                               f"(e.g. {_examples(items.loc[unlabelled, 'id'])}); fix or remove those rows")
+        if REFUSED not in items.columns:
+            items = items.assign(**{REFUSED: path_problems(items["path"], self.root)})
+        refused = items[REFUSED].astype(bool)
+        if refused.any():
+            self.notes.append(f"{int(refused.sum()):,} items are refused and will be listed as failed, e.g. "
+                              f"{items.loc[refused, REFUSED].iloc[0]}")
+            warnings.warn(self.notes[-1], DatasetWarning, stacklevel=3)
+        self.items = items.reset_index(drop=True)
 
 
 def find_root(root: str | Path | None, marker: str, subdirs: tuple[str, ...], dataset: str,
@@ -74,6 +171,16 @@ def check_counts(name: str, found: dict[str, int], expected: dict[str, int]) -> 
     if notes:
         warnings.warn("partial download: " + "; ".join(notes), PartialDownloadWarning, stacklevel=3)
     return notes
+
+
+def check_listed(name: str, listed: set[str], found: set[str]) -> list[str]:
+    """Warn (and return the note) when an official list names files that are not there."""
+    absent = sorted(listed - found)
+    if not absent:
+        return []
+    note = f"{name} names {len(absent):,} files that are not there, e.g. {_examples(absent)}"
+    warnings.warn(note, DatasetWarning, stacklevel=3)
+    return [note]
 
 
 def item_frame(rows: list[dict]) -> pd.DataFrame:

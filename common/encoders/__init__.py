@@ -1,6 +1,7 @@
 """One registry of encoders. Adding one = one file in this folder and one line
-here: `name: "module:Class"`. The class subclasses `common.encoders.base.Encoder`
-and has a `from_options(pretrained_dir, **options)` classmethod. Imports are
+here: `name: "module:Class"`. The class subclasses `common.encoders.base.Encoder`,
+declares the options it takes (`options`) and has a
+`from_options(pretrained_dir, **options)` classmethod. Imports are
 lazy so that an encoder's dependencies are only needed when it is used."""
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def encoder_class(name: str) -> type[Encoder]:
 def build_encoder(name: str, pretrained_dir: str | Path | None = None, **options) -> Encoder:
     """Instantiate a registered encoder in eval mode with frozen weights."""
     cls = encoder_class(name)
-    encoder = cls.from_options(Path(pretrained_dir or default_pretrained_dir()), **options)
+    encoder = cls.from_options(Path(pretrained_dir or default_pretrained_dir()), **cls.parse_options(options))
     encoder.eval()
     for p in encoder.parameters():
         p.requires_grad_(False)

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..fetch import hub_cache_record
 from .base import Encoder, Layer
 from .checkpoints import CheckpointError, load_strict, local_or_fetched, read_state_dict, require_file
 
@@ -260,6 +261,7 @@ class AudioSepEncoder(Encoder):
     # values) and 3x3 convolutions, so the last valid frames of an item
     # change with the amount of padding after it.
     padding_invariant = False
+    options = {"checkpoint": str, "query": str}
 
     def __init__(self, checkpoint: Path | None = None, query: Path | None = None):
         super().__init__()
@@ -298,8 +300,6 @@ class AudioSepEncoder(Encoder):
     @classmethod
     def from_options(cls, pretrained_dir: Path, checkpoint: str | None = None, query: str | None = None,
                      **options) -> "AudioSepEncoder":
-        if options:
-            raise ValueError(f"audiosep has no options {sorted(options)}; it takes checkpoint=PATH, query=PATH")
         return cls(checkpoint=cls.locate_checkpoint(pretrained_dir, checkpoint), query=Path(query) if query else None)
 
     @staticmethod
@@ -319,8 +319,10 @@ class AudioSepEncoder(Encoder):
 
     def config(self) -> dict:
         ckpt = self.checkpoint
+        fetched = hub_cache_record(ckpt) if ckpt else {}  # from the Hugging Face cache: which commit, which file
         return {"checkpoint": ckpt.name if ckpt else None,
                 "checkpoint_bytes": ckpt.stat().st_size if ckpt else None,
+                **{f"checkpoint_{key}": value for key, value in fetched.items()},
                 # The embedding's hash, not its path, decides whether stores match.
                 "query": self.query_path.name if self.query_path else "zeros",
                 "query_sha1": None if self.query_path is None else

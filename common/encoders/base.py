@@ -15,13 +15,11 @@ padding). Clip-level models (PANNs embedding, AST pooled output) return N=1.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
-
-import math
+from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 
-from ..errors import UserError
+from ..options import OptionError, positive_float
 
 Frames = tuple[torch.Tensor, torch.Tensor]  # features [B, N, D], valid mask [B, N]
 
@@ -33,19 +31,16 @@ Frames = tuple[torch.Tensor, torch.Tensor]  # features [B, N, D], valid mask [B,
 WHOLE_CLIP_SECONDS = 120.0
 
 
-class EncoderOptionError(UserError, ValueError):
-    """An --encoder-option value the encoder cannot use."""
+#: an --encoder-option value the encoder cannot use (one error for every option check)
+EncoderOptionError = OptionError
 
 
 def seconds_option(value, option: str) -> float:
     """A positive, finite number of seconds from an --encoder-option value."""
     try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = math.nan
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise EncoderOptionError(f"--encoder-option {option}={value!r}: give a positive number of seconds")
-    return seconds
+        return positive_float(value)
+    except OptionError:
+        raise OptionError(f"--encoder-option {option}={value!r}: give a positive number of seconds") from None
 
 
 @dataclass(frozen=True)
@@ -67,6 +62,11 @@ class Encoder(torch.nn.Module):
     #: model masks padding). False: batches only hold items of equal length.
     padding_invariant: ClassVar[bool] = False
 
+    #: what `--encoder-option KEY=VALUE` accepts: KEY -> parser of VALUE (see
+    #: common.options); `build_encoder` refuses other keys and values the
+    #: parser rejects before `from_options` sees them
+    options: ClassVar[dict[str, Callable[[str], Any]]] = {}
+
     #: layers in depth order; set by each encoder in __init__
     layers: list[Layer]
     default_layer: str
@@ -74,6 +74,23 @@ class Encoder(torch.nn.Module):
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor,
                 layers: Sequence[str]) -> dict[str, Frames]:
         raise NotImplementedError
+
+    @classmethod
+    def parse_options(cls, options: dict) -> dict:
+        """`options` (as typed by the user, or as stored with features) parsed
+        with the declared parsers; one-line OptionError for an unknown key or
+        a value that makes no sense."""
+        accepted = ", ".join(f"{key}=..." for key in cls.options) or "no options"
+        unknown = sorted(set(options) - set(cls.options))
+        if unknown:
+            raise OptionError(f"unknown option {', '.join(unknown)} for {cls.__name__}; it takes {accepted}")
+        parsed = {}
+        for key, value in options.items():
+            try:
+                parsed[key] = cls.options[key](value) if value is not None else None
+            except OptionError as err:
+                raise OptionError(f"encoder option {key}={value}: {err}") from None
+        return parsed
 
     def config(self) -> dict:
         """JSON-serialisable settings that determine the embeddings (checkpoint

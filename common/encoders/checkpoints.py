@@ -7,7 +7,9 @@ their source.
 
 Weights not found locally are fetched once (never with --offline /
 HF_HUB_OFFLINE=1): single files (`WEIGHTS`) into the cache folder, verified
-against the checksum their publisher gives; Hugging Face models
+against the checksum their publisher gives, or, for files of a Hugging Face
+repository, into the Hugging Face cache, verified against their sha256;
+Hugging Face models
 (`hub_snapshot`) with `huggingface_hub` into the standard Hugging Face cache,
 pinned to the commit each encoder records (`hub_revision`)."""
 from __future__ import annotations
@@ -17,10 +19,11 @@ from typing import Iterable, Mapping
 
 import torch
 
-from ..fetch import FetchError, RemoteFile, cache_dir, fetch_file, offline
+from ..errors import UserError
+from ..fetch import FetchError, HubFile, RemoteFile, cache_dir, fetch_file, fetch_hub_file, offline
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that is missing, unreadable or of another architecture."""
 
 
@@ -101,39 +104,50 @@ def load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], sour
 
 
 # Single-file checkpoints: where they come from and their published checksum.
-WEIGHTS: dict[str, RemoteFile] = {
+AUDIOSEP_SPACE = "Audio-AGI/AudioSep"
+WEIGHTS: dict[str, RemoteFile | HubFile] = {
     "efficientat_mn04": RemoteFile(
         url="https://github.com/fschmid56/EfficientAT/releases/download/v0.0.1/mn04_as_mAP_432.pt",
         filename="mn04_as_mAP_432.pt", size=4_066_513,
         # no checksum is published with the release: sha256 of the release file (../shared/pretrained copy)
         checksum="sha256:899a8c6217063f6941793102a2780b3dd788ab11fce468d9cf5f0577c453321c"),
+    # AudioSet's 527 label names in the model's output order, as EfficientAT
+    # ships them (metadata/ at a pinned commit); sha256 of the
+    # ../shared/pretrained copy. Fetched beside the weights, for tag().
+    "efficientat_mn04_labels": RemoteFile(
+        url="https://raw.githubusercontent.com/fschmid56/EfficientAT/03cff212f7cd6e726a33c7d320ad84aeca568e60/"
+            "metadata/class_labels_indices.csv",
+        filename="class_labels_indices.csv", size=14_675,
+        checksum="sha256:cdd1049833c4b86127c2773ac0d14a2754b6a6d0d1798002ed5c66e699708429"),
     "panns_cnn14": RemoteFile(
         url="https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth", filename="Cnn14_mAP=0.431.pth",
         checksum="md5:541141fa2ee191a88f24a3219fff024e"),  # Zenodo record 3987831 publishes md5 only
-    # The AudioSep space publishes no checksum we could verify offline: these two
-    # are refused until one is recorded (put the files in by hand meanwhile).
-    "audiosep": RemoteFile(
-        url="https://huggingface.co/spaces/Audio-AGI/AudioSep/resolve/main/checkpoint/audiosep_base_4M_steps.ckpt",
-        filename="audiosep_base_4M_steps.ckpt", checksum=None),
-    "audiosep_clap": RemoteFile(
-        url="https://huggingface.co/spaces/Audio-AGI/AudioSep/resolve/main/checkpoint/"
-            "music_speech_audioset_epoch_15_esc_89.98.pt",
-        filename="music_speech_audioset_epoch_15_esc_89.98.pt", checksum=None),
+    # The AudioSep space publishes no checksum beside its files, and neither
+    # its commit hash nor the files' sha256 could be found in public sources:
+    # the pin is the sha256 the hub publishes for each LFS file at fetch time
+    # (trust on first use of the hub's own checksum); the resolved commit and
+    # the sha256 are recorded with the features.
+    "audiosep": HubFile(AUDIOSEP_SPACE, "checkpoint/audiosep_base_4M_steps.ckpt", repo_type="space"),
+    "audiosep_clap": HubFile(AUDIOSEP_SPACE, "checkpoint/music_speech_audioset_epoch_15_esc_89.98.pt",
+                             repo_type="space"),
 }
 
 
 def local_or_fetched(local: Path, weights: str, what: str, source: str) -> Path:
-    """`local` if it exists, else the verified copy of `WEIGHTS[weights]` in
-    the cache folder, fetched once. Offline or unverifiable: a one-line
+    """`local` if it exists, else the verified copy of `WEIGHTS[weights]`,
+    fetched once: a single file into the cache folder, a Hugging Face file
+    into the Hugging Face cache. Offline or unverifiable: a one-line
     CheckpointError naming the file expected, the URL and `source`."""
     local = Path(local)
     if local.exists():
         return local
     remote = WEIGHTS[weights]
     try:
+        if isinstance(remote, HubFile):
+            return fetch_hub_file(remote, by_hand=f"{local.parent}/")
         return fetch_file(remote, cache_dir() / weights, by_hand=f"{local.parent}/")
     except FetchError as err:
-        if offline() or remote.checksum is None:
+        if offline() or getattr(remote, "checksum", "") is None:
             why = "downloads are off (--offline or HF_HUB_OFFLINE=1)" if offline() else "no checksum is recorded"
             raise CheckpointError(f"{what} not found: expected {local}, and {why}. Download it from {remote.url} "
                                   f"({source}) and put it there (or pass --checkpoint PATH).") from err

@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
+from ..options import one_of, positive_float
 from .base import Encoder, Layer
 from .checkpoints import load_strict, read_state_dict
 
@@ -41,7 +43,7 @@ DIMS = {"tiny": 256, "full": 2048}  # both conv5 (32 x 8 / 256 x 8) and conv6 (6
 FRAMES_PER_BATCH = 256  # bounds memory: full's conv1 output is 1 MB per frame
 
 
-class MissingExtraError(ImportError):
+class MissingExtraError(UserError, ImportError):
     """An optional encoder whose package is not installed."""
 
 
@@ -60,6 +62,7 @@ class CrepeEncoder(Encoder):
     # Samples past each item's length are zeroed before framing and every
     # window is normalised on its own, so valid frames never see padding.
     padding_invariant = True
+    options = {"model": one_of("tiny", "full"), "hop_ms": positive_float}
 
     def __init__(self, model: str = "tiny", hop_ms: float = 10.0):
         super().__init__()
@@ -82,8 +85,6 @@ class CrepeEncoder(Encoder):
     @classmethod
     def from_options(cls, pretrained_dir: Path, model: str = "tiny", hop_ms: str | float = 10.0,
                      **options) -> "CrepeEncoder":
-        if options:
-            raise ValueError(f"crepe has no options {sorted(options)}; it takes model=tiny|full and hop_ms=MS")
         return cls(model=model, hop_ms=float(hop_ms))
 
     def config(self) -> dict:

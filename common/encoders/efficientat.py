@@ -46,12 +46,14 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..options import positive_float
 from .base import WHOLE_CLIP_SECONDS, Encoder, Layer, seconds_option
 from .checkpoints import CheckpointError, load_strict, local_or_fetched, read_state_dict
 
@@ -166,6 +168,7 @@ class EfficientATEncoder(Encoder):
     # after pre-emphasis; 0.02 s = 640 samples.
     min_seconds = 0.02
     padding_invariant = False  # the global average pool sees padded frames
+    options = {"checkpoint": str, "fmax": positive_float, "window_seconds": positive_float}
 
     def __init__(self, checkpoint: Path | None = None, labels_file: Path | None = None, fmax: float = FMAX,
                  window_seconds: float = WHOLE_CLIP_SECONDS):
@@ -187,13 +190,13 @@ class EfficientATEncoder(Encoder):
     @classmethod
     def from_options(cls, pretrained_dir: Path, checkpoint: str | None = None, fmax: str | None = None,
                      window_seconds: str | float = WHOLE_CLIP_SECONDS, **options) -> "EfficientATEncoder":
-        if options:
-            raise ValueError(f"efficientat_mn04 has no options {sorted(options)}; "
-                             "it takes checkpoint=PATH, fmax=HZ and window_seconds=S")
         window = seconds_option(window_seconds, "window_seconds")
+        fetched_labels = None
         if checkpoint is None:
-            checkpoint = local_or_fetched(Path(pretrained_dir) / "efficientat_mn04" / CHECKPOINT_NAME,
-                                          "efficientat_mn04", "EfficientAT mn04 checkpoint", CHECKPOINT_SOURCE)
+            local = Path(pretrained_dir) / "efficientat_mn04" / CHECKPOINT_NAME
+            checkpoint = local_or_fetched(local, "efficientat_mn04", "EfficientAT mn04 checkpoint", CHECKPOINT_SOURCE)
+            if Path(checkpoint) != local and not (Path(checkpoint).parent / LABELS_NAME).is_file():
+                fetched_labels = _fetched_labels(local.parent / LABELS_NAME)
         path = Path(checkpoint)
         if path.is_dir():
             path = path / CHECKPOINT_NAME
@@ -201,7 +204,8 @@ class EfficientATEncoder(Encoder):
             raise CheckpointError(f"EfficientAT mn04 checkpoint not found: expected {path}. Download it from "
                                   f"{CHECKPOINT_SOURCE} (or pass checkpoint=PATH).")
         labels = path.parent / LABELS_NAME
-        return cls(path, labels if labels.is_file() else None, float(fmax) if fmax else FMAX, window)
+        labels = labels if labels.is_file() else fetched_labels
+        return cls(path, labels, float(fmax) if fmax else FMAX, window)
 
     def config(self) -> dict:
         # the window decides the embeddings of long clips: stores made with
@@ -234,6 +238,16 @@ class EfficientATEncoder(Encoder):
             raise ValueError(f"unknown layers {sorted(unknown)} for efficientat_mn04; "
                              "available: features, embedding")
         return out
+
+
+def _fetched_labels(local: Path) -> Path | None:
+    """The AudioSet label names fetched with the weights; None (with a
+    warning) when they cannot be: embeddings do not need them, only tag()."""
+    try:
+        return local_or_fetched(local, "efficientat_mn04_labels", "AudioSet label names", CHECKPOINT_SOURCE)
+    except CheckpointError as err:
+        warnings.warn(f"{str(err).rstrip('.')}; until then tag() calls the classes class_0..class_{CLASSES_NUM - 1}.", stacklevel=3)
+        return None
 
 
 def read_labels(path: Path) -> list[str]:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
+from ..options import OptionError, positive_int
 from .base import Encoder, Layer
 
 
@@ -21,9 +22,14 @@ def _blas() -> ThreadpoolController:
 class MFCCEncoder(Encoder):
     sample_rate = 16000
     padding_invariant = True  # each item is computed on its own valid samples
+    options = {"n_mfcc": positive_int, "n_mels": positive_int, "n_fft": positive_int, "hop_length": positive_int}
 
     def __init__(self, n_mfcc: int = 40, n_mels: int = 64, n_fft: int = 400, hop_length: int = 160):
         super().__init__()
+        if n_mfcc > n_mels:  # the DCT of n_mels bands has n_mels coefficients
+            raise OptionError(f"n_mfcc={n_mfcc} exceeds n_mels={n_mels}: take n_mfcc <= n_mels")
+        if n_fft < 16 or hop_length > n_fft:
+            raise OptionError(f"n_fft={n_fft}, hop_length={hop_length}: take n_fft >= 16 and hop_length <= n_fft")
         self.n_mfcc, self.n_mels, self.n_fft, self.hop_length = n_mfcc, n_mels, n_fft, hop_length
         self.layers = [Layer("logmel", n_mels), Layer("mfcc", n_mfcc)]
         # built once: librosa's melspectrogram would rebuild it for every clip
@@ -32,7 +38,7 @@ class MFCCEncoder(Encoder):
 
     @classmethod
     def from_options(cls, pretrained_dir: Path, **options) -> "MFCCEncoder":
-        return cls(**{k: int(v) for k, v in options.items()})
+        return cls(**options)
 
     def config(self) -> dict:
         return {"n_mfcc": self.n_mfcc, "n_mels": self.n_mels, "n_fft": self.n_fft,

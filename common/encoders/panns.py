@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..options import positive_float
 from .base import WHOLE_CLIP_SECONDS, Encoder, Layer, seconds_option
 from .checkpoints import load_strict, local_or_fetched, read_state_dict, require_file
 
@@ -131,6 +132,7 @@ class Cnn14Encoder(Encoder):
     # 0.32 s gives 33.
     min_seconds = 0.32
     padding_invariant = False  # global max/mean pooling over time sees padding
+    options = {"checkpoint": str, "window_seconds": positive_float}
 
     def __init__(self, checkpoint: Path | None = None, window_seconds: float = WHOLE_CLIP_SECONDS):
         super().__init__()
@@ -147,9 +149,6 @@ class Cnn14Encoder(Encoder):
     @classmethod
     def from_options(cls, pretrained_dir: Path, checkpoint: str | None = None,
                      window_seconds: str | float = WHOLE_CLIP_SECONDS, **options) -> "Cnn14Encoder":
-        if options:
-            raise ValueError(f"panns_cnn14 has no options {sorted(options)}; "
-                             "it takes checkpoint=PATH and window_seconds=S")
         window = seconds_option(window_seconds, "window_seconds")
         if checkpoint:
             return cls(require_file(Path(checkpoint), "PANNs Cnn14 checkpoint", CHECKPOINT_SOURCE), window)

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UserError
 from .base import Encoder, Layer
 from .checkpoints import CheckpointError, load_strict, read_state_dict
 
@@ -56,7 +57,7 @@ EMBED_DIM = 256
 TRAINING_ONLY_KEYS = ("similarity_weight", "similarity_bias")  # GE2E loss parameters
 
 
-class MissingExtraError(ImportError):
+class MissingExtraError(UserError, ImportError):
     """An optional encoder whose package is not installed."""
 
 
@@ -100,6 +101,7 @@ class ResemblyzerEncoder(Encoder):
     window_seconds = None  # partial utterances cover any length
     min_seconds = 0.0
     padding_invariant = True  # every item is cut to its own length first
+    options = {"checkpoint": str}
 
     def __init__(self, checkpoint: Path):
         super().__init__()
@@ -117,8 +119,6 @@ class ResemblyzerEncoder(Encoder):
     @classmethod
     def from_options(cls, pretrained_dir: Path, checkpoint: str | None = None,
                      **options) -> "ResemblyzerEncoder":
-        if options:
-            raise ValueError(f"resemblyzer has no options {sorted(options)}; it takes checkpoint=PATH")
         path = Path(checkpoint) if checkpoint else package_weights()
         if not path.is_file():
             raise CheckpointError(f"Resemblyzer weights not found: expected {path}; reinstall the "

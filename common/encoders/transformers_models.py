@@ -2,7 +2,8 @@
 
 hubert, wav2vec2, wavlm, data2vec_audio (16 kHz, frame-level), whisper (encoder
 only, 30 s windows), ast (AudioSet-finetuned spectrogram transformer) and clap
-(LAION CLAP audio tower). Each is a few lines on top of `TransformersEncoder`,
+(LAION CLAP audio tower); ASTTagger is ast with its AudioSet classifier head,
+for the AST-guided separator. Each is a few lines on top of `TransformersEncoder`,
 which
 
 - finds `pretrained_dir/<default_dir>` or the `checkpoint=DIR` option; with
@@ -28,6 +29,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 import torch
 
+from ..options import auto_or_boolean
 from .base import Encoder, Frames, Layer
 from .checkpoints import CheckpointError, hub_snapshot
 
@@ -74,8 +76,7 @@ class TransformersEncoder(Encoder):
     model_types: ClassVar[tuple[str, ...]]
     #: extra files listed in the "download ..." message
     extra_files: ClassVar[tuple[str, ...]] = ()
-    #: options (besides checkpoint) that from_options accepts
-    options: ClassVar[tuple[str, ...]] = ()
+    options = {"checkpoint": str, "revision": str}
 
     def __init__(self, model: torch.nn.Module, directory: Path, weights: Path, **settings):
         super().__init__()
@@ -182,10 +183,6 @@ class TransformersEncoder(Encoder):
     @classmethod
     def from_options(cls, pretrained_dir: Path, checkpoint: str | None = None, revision: str | None = None,
                      **options):
-        unknown = sorted(set(options) - set(cls.options))
-        if unknown:
-            raise ValueError(f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; "
-                             f"accepted: checkpoint, revision{''.join(', ' + o for o in cls.options)}")
         local = Path(pretrained_dir) / cls.default_dir
         fetched = checkpoint is None and (revision is not None or not local.is_dir())
         if fetched:  # a local folder wins unless a revision is asked for
@@ -255,7 +252,7 @@ class _Wav2Vec2Family(TransformersEncoder):
     sample_rate = 16000
     padding_invariant = False  # set per loaded config in __init__ (see above)
     min_seconds = 0.025  # receptive field of the standard CNN (400 samples)
-    options = ("normalize",)
+    options = {"checkpoint": str, "revision": str, "normalize": auto_or_boolean}
     extra_files = ("preprocessor_config.json",)
 
     def __init__(self, model, directory, weights, normalize: str | bool | None = None):
@@ -340,7 +337,10 @@ class WavLMEncoder(_Wav2Vec2Family):
 class Data2VecAudioEncoder(_Wav2Vec2Family):
     default_dir = "data2vec-audio-base"
     hub_id = "facebook/data2vec-audio-base"
-    hub_revision = None  # no commit hash could be verified: main
+    # No commit hash of this repository is quoted in any public code or issue
+    # we could search (MTEB pins only data2vec-audio-base-960h), so `main`;
+    # the commit actually fetched is recorded with the features.
+    hub_revision = None
     model_class = "Data2VecAudioModel"
     model_types = ("data2vec-audio",)
 
@@ -443,14 +443,13 @@ class ASTEncoder(TransformersEncoder):
         valid_times = starts[None, :] < frames[:, None]  # [B, t]; patch 0 always holds real frames
         return valid_times.repeat(1, self.frequency_patches)
 
+    def input_values(self, audio: Sequence[np.ndarray]) -> torch.Tensor:
+        """The checkpoint's fbank features of each 16 kHz clip, [B, max_length, mels]."""
+        audio = [np.pad(item, (0, max(0, self.fbank_window - len(item)))) for item in audio]  # >= one fbank frame
+        return self.feature_extractor(audio, sampling_rate=self.sample_rate, return_tensors="pt").input_values
+
     def _run(self, waveforms, lengths, layers):
-        audio = []
-        for w, n in zip(waveforms, lengths):
-            item = w[: int(n)].detach().cpu().numpy()
-            if len(item) < self.fbank_window:
-                item = np.pad(item, (0, self.fbank_window - len(item)))
-            audio.append(item)
-        feats = self.feature_extractor(audio, sampling_rate=self.sample_rate, return_tensors="pt").input_values
+        feats = self.input_values([w[: int(n)].detach().cpu().numpy() for w, n in zip(waveforms, lengths)])
         out = self.model(feats.to(waveforms.device), output_hidden_states=True)
         states = self._hidden_states(out)
         tokens_valid = self.token_mask(lengths).to(out.last_hidden_state.device)
@@ -463,6 +462,67 @@ class ASTEncoder(TransformersEncoder):
             tokens = (out.last_hidden_state if name == "token_mean" else states[int(name[5:])])
             result[name] = (tokens[:, self.special_tokens:], tokens_valid)
         return result
+
+
+class ASTTagger(ASTEncoder):
+    """The same checkpoint with its AudioSet classifier head kept (the
+    AST-guided separator's classifier): `tag` gives a clip's class
+    probabilities and how much the last block's cls and distillation tokens
+    attend to each patch of the spectrogram grid."""
+
+    model_class = "ASTForAudioClassification"
+
+    def __init__(self, model, directory, weights):
+        super().__init__(model.audio_spectrogram_transformer, directory, weights)
+        self.classifier = model.classifier
+        self.id2label = {int(k): v for k, v in model.config.id2label.items()}
+
+    @torch.no_grad()
+    def tag(self, audio: np.ndarray, crop: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(sigmoid class probabilities [labels], attention [frequency
+        patches, time patches]) of one 16 kHz clip, time patches: those
+        `token_mask` keeps (the later ones see only padding). The attention
+        is the softmax of the last block's
+        queries of the two special tokens against every patch key, averaged
+        over heads and both tokens; only the queries of those two tokens are
+        recomputed (from the block's input, caught by a hook), so no
+        tokens x tokens matrix is kept. `crop`: only the patch columns that
+        hold the clip go through the model, with the position embeddings of
+        those columns (how AST's authors fit shorter clips; the checkpoint
+        was finetuned on 10 s, so probabilities shift a little), much faster
+        on short clips."""
+        features = self.input_values([audio])
+        embeddings = self.model.embeddings
+        full = embeddings.position_embeddings
+        rows, columns = self.frequency_patches, self.time_patches
+        audio_columns = int(self.token_mask(torch.tensor([len(audio)]))[0, :columns].sum())
+        if crop:
+            columns = audio_columns
+            features = features[:, : (columns - 1) * self.time_stride + self.model.config.patch_size]
+            grid = full[:, self.special_tokens:].reshape(1, rows, self.time_patches, -1)[:, :, :columns]
+            embeddings.position_embeddings = torch.nn.Parameter(
+                torch.cat([full[:, : self.special_tokens], grid.reshape(1, rows * columns, -1)], 1),
+                requires_grad=False)
+        block = self.model.layers[-1]
+        caught = {}
+        hook = block.attention.register_forward_pre_hook(lambda _, args: caught.setdefault("x", args[0]))
+        try:
+            out = self.model(features)
+        finally:
+            hook.remove()
+            embeddings.position_embeddings = full
+        attn, x = block.attention, caught["x"]
+        heads = attn.num_attention_heads
+
+        def split(t):  # [1, N, heads * dim] -> [1, heads, N, dim]
+            return t.view(t.shape[0], t.shape[1], heads, -1).transpose(1, 2)
+
+        queries = split(attn.q_proj(x[:, : self.special_tokens]))
+        keys = split(attn.k_proj(x))
+        weights = torch.softmax(queries @ keys.transpose(-1, -2) * attn.scaling, dim=-1)
+        patches = weights.mean(dim=(1, 2))[0, self.special_tokens:]
+        probabilities = torch.sigmoid(self.classifier(out.pooler_output))[0]
+        return probabilities.numpy(), patches.reshape(rows, columns)[:, :audio_columns].numpy()
 
 
 # ---- CLAP -------------------------------------------------------------------------
