@@ -143,3 +143,20 @@ def test_generated_metadata_gives_a_valid_split_or_one_line_error(tmp_path_facto
     assert not listing.items["label"].isin(["", "nan"]).any() and listing.items["id"].is_unique
     for fold in data.folds:
         assert not set(fold.train) & set(fold.test)
+
+
+def test_declared_folders_beside_the_root_are_read_and_nothing_else(tmp_path):
+    """Speech Commands' test archives sit beside the main archive: files in a
+    folder the reader declares are read, files elsewhere beside the root are
+    still refused, and a link out of the declared folder is still refused."""
+    root, archive, other = tmp_path / "main", tmp_path / "test_set", tmp_path / "elsewhere"
+    for folder in (root, archive, other):
+        folder.mkdir()
+        (folder / "a.wav").write_bytes(b"x")
+    os.symlink(other / "a.wav", archive / "link.wav")
+    paths = [str(archive / "a.wav"), str(other / "a.wav"), str(archive / "link.wav"), "a.wav"]
+    problems = path_problems(paths, root, [archive])
+    assert problems[0] == "" and problems[3] == ""
+    assert "outside the data root" in problems[1]
+    assert "symbolic link to" in problems[2]
+    assert "outside the data root" in path_problems(paths, root)[0]   # not declared: refused

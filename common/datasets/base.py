@@ -26,6 +26,7 @@ import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,20 +55,24 @@ def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def path_problems(paths, root: str | Path) -> list[str]:
+def path_problems(paths, root: str | Path, extra_roots: Sequence[str | Path] = ()) -> list[str]:
     """Why each file must not be read ("" when it may): it leaves `root`
     (by `..`, an absolute path or a symbolic link), is a dangling link or a
-    link loop, or does not exist. One lstat per file; folders are resolved
-    once each."""
-    root_lexical = os.path.abspath(root)
-    root_real = os.path.realpath(root)
+    link loop, or does not exist. `extra_roots`: other folders the reader
+    found and declares part of the dataset (Speech Commands' test archives
+    beside the main one); a file inside one of them is judged against it.
+    One lstat per file; folders are resolved once each."""
+    roots = [(os.path.abspath(r), os.path.realpath(r)) for r in (root, *extra_roots)]
     folders: dict[str, str] = {}
     seen: dict[str, str] = {}
     out = []
     for raw in paths:
         raw = str(raw)
         if raw not in seen:
-            seen[raw] = _problem(os.path.normpath(os.path.join(root_lexical, raw)), root_lexical, root_real, folders)
+            path = os.path.normpath(os.path.join(roots[0][0], raw))
+            lexical, real = next(((lex, rl) for lex, rl in roots[1:] if _within(path, lex) or _within(path, rl)),
+                                 roots[0])
+            seen[raw] = _problem(path, lexical, real, folders)
         out.append(seen[raw])
     return out
 
@@ -110,6 +115,9 @@ class DatasetListing:
     root: Path
     complete: bool = True        # counts match the full official download
     notes: list[str] = field(default_factory=list)
+    # folders outside `root` that the reader found and declares part of the
+    # dataset (Speech Commands' test archives beside the main one)
+    extra_roots: list[Path] = field(default_factory=list)
 
     def __post_init__(self):
         items = self.items
@@ -134,7 +142,7 @@ class DatasetListing:
             raise DatasetError(f"{self.variant}: {int(unlabelled.sum()):,} items have no label "
                                f"(e.g. {_examples(items.loc[unlabelled, 'id'])}); fix or remove those rows")
         if REFUSED not in items.columns:
-            items = items.assign(**{REFUSED: path_problems(items["path"], self.root)})
+            items = items.assign(**{REFUSED: path_problems(items["path"], self.root, self.extra_roots)})
         refused = items[REFUSED].astype(bool)
         if refused.any():
             self.notes.append(f"{int(refused.sum()):,} items are refused and will be listed as failed, e.g. "

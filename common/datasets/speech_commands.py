@@ -121,13 +121,15 @@ def read_speech_commands(root: str | Path | None) -> DatasetListing:
     words_only = words_only[words_only["label"] != SILENCE]
     counts = {"clips": len(words_only), **words_only["split"].value_counts().to_dict()}
     notes += check_counts(variant, counts, EXPECTED[variant])
+    archives = []
     for name, expected in TEST_ARCHIVE_CLIPS.items():
         folder = find_test_archive(base, name)
         if folder is not None:
             found = _test_archive_items(folder)
             rows += found
+            archives.append(folder)
             notes += check_counts(name, {"clips": len(found)}, {"clips": expected})
-    return DatasetListing(item_frame(rows), variant, base, complete=not notes, notes=notes)
+    return DatasetListing(item_frame(rows), variant, base, complete=not notes, notes=notes, extra_roots=archives)
 
 
 def twelve_class_label(label: str) -> str:
