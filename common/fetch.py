@@ -44,6 +44,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from .errors import UserError
+from .files import atomic_path
 
 OFFLINE_ENV = "AUDIO_PROBES_OFFLINE"
 CACHE_ENV = "AUDIO_PROBES_CACHE"
@@ -374,14 +375,8 @@ def unpack(archive: Path, target: Path, scratch: Path) -> None:
 
 
 def _write_atomically(target: Path, write: Callable[[Path], object]) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(name))
-        os.replace(name, target)
-    finally:
-        Path(name).unlink(missing_ok=True)
+    with atomic_path(target) as tmp:
+        write(tmp)
 
 
 def _stamp(work: Path, remote: RemoteFile) -> Path:

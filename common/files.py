@@ -41,8 +41,9 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-def atomic_write_json(path: str | Path, value) -> Path:
-    return atomic_write_text(path, json.dumps(value, indent=1))
+def atomic_write_json(path: str | Path, value, default=None) -> Path:
+    """`default`: as json.dumps's, for records holding paths or numpy scalars."""
+    return atomic_write_text(path, json.dumps(value, indent=1, default=default))
 
 
 def lock_for(path: str | Path, timeout: float = 600) -> FileLock:

@@ -14,6 +14,9 @@ import hashlib
 import inspect
 import multiprocessing
 import signal
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -32,13 +35,6 @@ class PlotError(RuntimeError):
     """A figure that could not be drawn (the run's results are unaffected)."""
 
 
-def _child(send, function: Callable, args: tuple, kwargs: dict) -> None:
-    try:
-        send.send(("ok", str(function(*args, **kwargs))))
-    except BaseException as err:  # noqa: BLE001: reported to the parent, which carries on
-        send.send(("error", f"{type(err).__name__}: {err}"))
-
-
 def _context():
     methods = multiprocessing.get_all_start_methods()
     if "forkserver" not in methods:
@@ -50,35 +46,49 @@ def _context():
     return ctx
 
 
+# One plotting worker serves every figure of a process: starting a child
+# re-imports the entry script's module (and torch with it), about 3 s each, so
+# a fresh child per figure cost the demo more than its probes. A worker that
+# dies (a segfault) or hangs is replaced for the next figure.
+_worker: ProcessPoolExecutor | None = None
+
+
+def _stop_worker(kill: bool) -> None:
+    global _worker
+    if _worker is None:
+        return
+    if kill:
+        for process in list(getattr(_worker, "_processes", {}).values()):
+            process.kill()
+    _worker.shutdown(wait=not kill, cancel_futures=True)
+    _worker = None
+
+
 def draw_in_child(function: Callable, *args, timeout: float = CHILD_TIMEOUT, **kwargs) -> Path:
     """`function(*args, **kwargs)` (a figure function: picklable, returns the
-    PNG path) in a child process; PlotError saying why when it raises, is
-    killed by a signal (a segfault) or runs past `timeout`."""
-    ctx = _context()
-    receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child, args=(send, function, args, kwargs), daemon=True)
-    child.start()
-    send.close()
-    answer = None
-    if receive.poll(timeout):
-        try:
-            answer = receive.recv()
-        except EOFError:  # died before answering
-            pass
-    child.join(None if answer else 5)
-    if child.is_alive():
-        child.kill()
-        child.join()
-        raise PlotError(f"gave up after {timeout:.0f} s")
-    receive.close()
-    if answer and answer[0] == "ok":
-        return Path(answer[1])
-    if answer:
-        raise PlotError(answer[1])
-    code = child.exitcode
-    if code is not None and code < 0:
-        raise PlotError(f"the plotting process was killed by {signal.Signals(-code).name}")
-    raise PlotError(f"the plotting process exited with status {code}")
+    PNG path) in the plotting worker process; PlotError saying why when it
+    raises, its process is killed by a signal (a segfault) or it runs past
+    `timeout`."""
+    global _worker
+    if _worker is None:
+        _worker = ProcessPoolExecutor(max_workers=1, mp_context=_context())
+    future = _worker.submit(function, *args, **kwargs)
+    processes = list(getattr(_worker, "_processes", {}).values())
+    try:
+        return Path(future.result(timeout=timeout))
+    except BrokenProcessPool:
+        _stop_worker(kill=True)
+        for process in processes:
+            process.join(5)
+        codes = [p.exitcode for p in processes if p.exitcode is not None]
+        if codes and codes[0] < 0:
+            raise PlotError(f"the plotting process was killed by {signal.Signals(-codes[0]).name}") from None
+        raise PlotError(f"the plotting process exited with status {codes[0] if codes else 'unknown'}") from None
+    except FuturesTimeout:
+        _stop_worker(kill=True)
+        raise PlotError(f"gave up after {timeout:.0f} s") from None
+    except Exception as err:  # noqa: BLE001: the figure's own error, reported by the caller
+        raise PlotError(f"{type(err).__name__}: {err}") from None
 
 
 def _figure(width: float, height: float) -> Figure:

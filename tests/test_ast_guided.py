@@ -18,7 +18,7 @@ transformers = pytest.importorskip("transformers")
 
 from common.errors import UserError  # noqa: E402
 from common.separation import Query, Separated, build_separator, separator_class  # noqa: E402
-from common.separation.ast_guided import (DANGER_IDS, HELP_IDS, WARNING_IDS, ASTGuidedSeparator,  # noqa: E402
+from common.separation.ast_guided import (DANGER_IDS, HELP_IDS, WARNING_IDS,  # noqa: E402
                                           EventSinkWarning, category, esc50_audioset_labels)
 
 SR = 16000

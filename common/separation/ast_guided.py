@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from .atomic import atomic_write_json
+from ..files import atomic_write_json
 from .base import MethodOption, Query, Separated, Separator
 from .masks import istft, stft
 
@@ -366,7 +366,7 @@ class ASTGuidedSeparator(Separator):
         info = separated.info
         record = {k: info[k] for k in ("events", "ast_calls", "passes", "stopped", "target_pass", "target_rule",
                                        "energy", "seconds")}
-        written = [atomic_write_json(out_dir / "events.json", record)]
+        written = [atomic_write_json(out_dir / "events.json", record, default=str)]
         traces = self._traces.pop(info.get("run"), None)
         if traces is not None:
             for event, trace in zip(info["events"], traces):

@@ -100,7 +100,7 @@ def save_bases(bases: dict[str, np.ndarray], stem: str | Path, info: dict) -> Pa
     """Write `<stem>.bases.safetensors` and `<stem>.bases.json`; returns the JSON path."""
     import torch
     from safetensors.torch import save_file
-    from .atomic import atomic_path, atomic_write_json
+    from ..files import atomic_path, atomic_write_json
     stem = Path(stem)
     weights = stem.with_name(stem.name + ".bases.safetensors")
     meta = stem.with_name(stem.name + JSON_SUFFIX)
@@ -109,7 +109,7 @@ def save_bases(bases: dict[str, np.ndarray], stem: str | Path, info: dict) -> Pa
                   metadata={"format": FORMAT})
     record = {"format": FORMAT, "weights_file": weights.name, "classes": list(bases),
               "created": time.strftime("%Y-%m-%d %H:%M:%S"), **info}
-    atomic_write_json(meta, record)
+    atomic_write_json(meta, record, default=str)
     return meta
 
 

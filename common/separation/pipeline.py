@@ -27,7 +27,7 @@ import soxr
 
 from ..audio import load_audio
 from ..errors import UserError
-from .atomic import atomic_path, atomic_write_json, atomic_write_text
+from ..files import atomic_path, atomic_write_json, atomic_write_text
 from .base import Query, Separated, Separator
 from .benchmarks import Benchmark, BenchmarkMixture, MixtureError, fit_length
 from .metrics import score
@@ -74,7 +74,7 @@ def write_outputs(out_dir: Path, separator: Separator, separated: Separated, rat
     for name, audio in separated.sources.items():
         written.append(write_wav(out_dir / f"{_safe(name)}.wav", audio, rate))
     record = {**record, "outputs": [p.name for p in written], "info": separated.info}
-    written.append(atomic_write_json(out_dir / "separation.json", record))
+    written.append(atomic_write_json(out_dir / "separation.json", record, default=str))
     written += separator.write_extras(out_dir, separated, rate)
     return written
 
@@ -187,7 +187,7 @@ def evaluate(separator: Separator, method: str, bench: Benchmark, data_root, wor
     if overwrite or previous != _normal(settings):
         for path in (paths.scores, paths.result):
             path.unlink(missing_ok=True)
-    atomic_write_json(paths.settings, settings)
+    atomic_write_json(paths.settings, settings, default=str)
     rows = pd.read_csv(paths.scores).to_dict("records") if paths.scores.is_file() else []
     done = {r["id"] for r in rows}
     exclude = separator.training_clips() if hasattr(separator, "training_clips") else set()
@@ -237,7 +237,7 @@ def evaluate(separator: Separator, method: str, bench: Benchmark, data_root, wor
         "failures": failures, "summary": summary, "primary_metric": "sdri", "dataset_complete": complete,
         "data_root": str(data_root) if data_root else None, "seconds": round(time.time() - started, 1),
         "created": now(), "scores_file": str(paths.scores), "result_file": str(paths.result)}
-    atomic_write_json(paths.result, result)
+    atomic_write_json(paths.result, result, default=str)
     append_csv(csv_row(result), Path(work_dir) / "results" / RESULTS_CSV)
     from .report import markdown_rows
     atomic_write_text(Path(work_dir) / "results" / "separation.md",

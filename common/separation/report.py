@@ -94,6 +94,6 @@ def write_separation_section(work_dirs, out: Path, with_published: bool = True) 
     """The section, also written to <out>/separation.md (None without separation results)."""
     section = separation_section(work_dirs, with_published)
     if section:
-        from .atomic import atomic_write_text
+        from ..files import atomic_write_text
         atomic_write_text(Path(out) / "separation.md", "# Source separation\n\n" + section.split("\n", 2)[2])
     return section
