@@ -29,7 +29,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 import torch
 
-from ..options import auto_or_boolean
+from ..options import OptionError, auto_or_boolean, boolean
 from .base import Encoder, Frames, Layer
 from .checkpoints import CheckpointError, hub_snapshot
 
@@ -42,12 +42,10 @@ IGNORED_MISSING = ("masked_spec_embed",)
 def _as_bool(value, name: str) -> bool:
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"option {name}={value!r}: expected true or false")
+    try:
+        return boolean(value)
+    except OptionError:
+        raise OptionError(f"option {name}={value!r}: expected true or false") from None
 
 
 def _sha256(path: Path) -> str:
