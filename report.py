@@ -1,5 +1,5 @@
 """Leaderboard of every task's results: `python report.py` (see --help)."""
-from common.report import main
+from common.reporting.report import main
 
 if __name__ == "__main__":
     main()

@@ -16,8 +16,8 @@ if str(PROJECT) not in sys.path:
 
 def csv_task(root: Path, metadata: str = "meta.csv"):
     """A task over `root/<metadata>` (columns file, fold, label; audio/{file})."""
-    from common.datasets import CsvDataset
-    from common.protocols import OfficialFolds, Protocol
+    from common.data import CsvDataset
+    from common.probing.protocols import OfficialFolds, Protocol
     from common.task import Task
     reader = CsvDataset(name="Bench", metadata=metadata, audio="audio/{file}", label="label", id="file",
                         columns=("file", "fold", "label"), subdirs=(), download="(synthetic, made by bench/)")

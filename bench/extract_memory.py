@@ -46,7 +46,7 @@ def peak_rss_mb() -> float:
 
 
 def child(root: Path, metadata: str, work: Path, num_workers: int | None) -> None:
-    import common.extract as ex
+    import common.extraction.extract as ex
     task = csv_task(root, metadata)
     ex.build_encoder("mfcc")  # imports done before the baseline
     before = (_status_kb("VmRSS") or 0) / 1024

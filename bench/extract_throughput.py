@@ -29,15 +29,14 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Timer, csv_task, write_clips  # noqa: E402
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _common import Timer, csv_task, write_clips  # noqa: E402
 
-import common.extract as ex  # noqa: E402
-from common.audio import load_audio  # noqa: E402
+import common.extraction.extract as ex  # noqa: E402
+from common.data.audio import load_audio  # noqa: E402
+from common.data.loading import default_num_workers  # noqa: E402
 from common.encoders import build_encoder  # noqa: E402
-from common.loading import default_num_workers  # noqa: E402
 
 DEFAULT_CLIPS = {"mfcc": 2000, "hubert": 48}
 

@@ -3,7 +3,7 @@
     python bench/separation_throughput.py                    # nmf and oracle_irm, 40 demo mixtures
     python bench/separation_throughput.py --mixtures 80 --methods nmf
 
-On the demo ESC-50 clips (common.demo, 5 s, 44.1 kHz files) with a mixture
+On the demo ESC-50 clips (common.data.demo, 5 s, 44.1 kHz files) with a mixture
 list in AudioSep's format:
 
 - **bare**: `separator.separate` alone on mixtures built beforehand (at 32 kHz,
@@ -52,7 +52,7 @@ def main(argv=None):
     p.add_argument("--methods", nargs="+", default=["nmf", "oracle_irm"])
     args = p.parse_args(argv)
 
-    from common.demo import make_demo_datasets
+    from common.data.demo import make_demo_datasets
     from common.separation.baselines import OracleIRM
     from common.separation.benchmarks import BENCHMARKS
     from common.separation.nmf import NMFSeparator, train_bases

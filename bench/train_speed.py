@@ -9,7 +9,7 @@ features (289,205 training and 12,678 validation items, 768-d, 11 classes).
 
 The features are class sub-clusters plus anisotropic noise: learnable, not
 separable (accuracy ~80-90%), and a little better with the three-layer head.
-Training runs on one CPU thread, as `common.probing` runs it. Times are wall
+Training runs on one CPU thread, as `common.probing.evaluate` runs it. Times are wall
 clock and process CPU time; the speed-up uses CPU time on CPU (robust to other
 jobs on the machine) and wall time on GPUs. With --seeds-epochs K the seeds'
 time is K epochs' time x 100/K, and its validation accuracy is the one after K
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common.training import DEFAULT_RECIPE, SEEDS_RECIPE, Recipe, cpu_threads, train_probe  # noqa: E402
+from common.probing.training import DEFAULT_RECIPE, SEEDS_RECIPE, Recipe, cpu_threads, train_probe  # noqa: E402
 
 
 def synthetic_features(items: int, valid: int, dim: int = 768, classes: int = 11, clusters: int = 3,

@@ -5,13 +5,13 @@ import argparse
 import time
 from pathlib import Path
 
+from .data.fetch import add_fetch_options, apply_fetch_options, fetch_task_data
 from .encoders import ENCODERS, PROJECT_ROOT, default_pretrained_dir
 from .entry import add_debug_option, entry_point
-from .fetch import add_fetch_options, apply_fetch_options, fetch_task_data
 from .options import device, non_negative_int, positive_int
 from .task import load_task
 
-# task folder -> name of its dataset in common.demo
+# task folder -> name of its dataset in common.data.demo
 TASK_FOLDERS = {
     "esc50_feature_fc": "esc50",
     "urbansound8k_feature_fc": "urbansound8k",
@@ -64,12 +64,13 @@ def main(argv=None) -> list[dict]:
     if args.download and args.demo:
         p.error("--download fetches the real datasets: use it with --data-root, not --demo")
     import warnings
+
     from .cli import show_warnings
     warnings.showwarning = show_warnings
-    from .extract import extract_embeddings, resolve_device
-    from .probing import run_probes
-    from .results import markdown_table
-    from .training import DEFAULT_RECIPE, Recipe
+    from .extraction.extract import extract_embeddings, resolve_device
+    from .probing.evaluate import run_probes
+    from .probing.training import DEFAULT_RECIPE, Recipe
+    from .reporting.results import markdown_table
 
     encoder_options: dict = {}
     apply_fetch_options(args, encoder_options)
@@ -77,7 +78,7 @@ def main(argv=None) -> list[dict]:
     encoder = args.encoder or (demo_encoder(default_pretrained_dir()) if args.demo else "mfcc")
     roots: dict[str, Path] = {}
     if args.demo:
-        from .demo import make_demo_datasets
+        from .data.demo import make_demo_datasets
         demo_dir = Path(args.demo_dir) if args.demo_dir else PROJECT_ROOT / "demo_data"
         made = make_demo_datasets(demo_dir, tasks=[TASK_FOLDERS[t] for t in args.tasks])
         roots = {t: made[TASK_FOLDERS[t]] for t in args.tasks}

@@ -6,17 +6,17 @@ import sys
 import warnings
 from pathlib import Path
 
-from .datasets import PartialDownloadWarning
+from .data import PartialDownloadWarning
+from .data.fetch import add_fetch_options, apply_fetch_options, fetch_task_data
 from .encoders import ENCODERS, encoder_class
 from .entry import add_debug_option, entry_point
 from .errors import UserError
-from .fetch import add_fetch_options, apply_fetch_options, fetch_task_data
+from .extraction.pooling import POOLINGS
+from .extraction.store import FeatureStore, find_stores
 from .options import OptionError, device, learning_rate, non_negative_int, positive_float, positive_int
-from .pooling import POOLINGS
-from .protocols import VALIDATION_RULES, OfficialFolds
-from .store import FeatureStore, find_stores
+from .probing.protocols import VALIDATION_RULES, OfficialFolds
+from .probing.training import DEFAULT_RECIPE, SEEDS_RECIPE, Recipe
 from .task import Task
-from .training import DEFAULT_RECIPE, SEEDS_RECIPE, Recipe
 
 
 def _options(pairs: list[str]) -> dict:
@@ -72,7 +72,7 @@ def extract_parser(task: Task) -> argparse.ArgumentParser:
 def extract_main(task: Task, argv: list[str] | None = None) -> FeatureStore:
     args = extract_parser(task).parse_args(argv)
     warnings.showwarning = show_warnings
-    from .extract import extract_embeddings  # torch import after argument errors
+    from .extraction.extract import extract_embeddings  # torch import after argument errors
     options = _options(args.encoder_option)
     if args.checkpoint:
         options["checkpoint"] = args.checkpoint
@@ -155,9 +155,9 @@ def recipe_from_args(args) -> Recipe:
 @entry_point
 def train_main(task: Task, argv: list[str] | None = None) -> list[dict]:
     args = train_parser(task).parse_args(argv)
-    from .extract import resolve_device
-    from .probing import run_probes
-    from .results import markdown_table
+    from .extraction.extract import resolve_device
+    from .probing.evaluate import run_probes
+    from .reporting.results import markdown_table
 
     work_dir = Path(args.work_dir or task.folder)
     stores = find_stores(work_dir / "features", args.encoder)

@@ -11,9 +11,9 @@ from typing import Callable
 
 import pandas as pd
 
-from .datasets import DatasetListing
-from .fetch import DatasetDownload
-from .protocols import Protocol
+from .data import DatasetListing
+from .data.fetch import DatasetDownload
+from .probing.protocols import Protocol
 
 
 @dataclass

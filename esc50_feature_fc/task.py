@@ -1,8 +1,8 @@
 """ESC-50: 2,000 environmental sound clips, 50 classes, 5 official folds.
 Clips cut from one source recording (`src_file`) share a fold."""
-from common.datasets import ESC50
-from common.datasets.csv_table import ESC50_DOWNLOAD
-from common.protocols import OfficialFolds, Protocol
+from common.data import ESC50
+from common.data.csv_table import ESC50_DOWNLOAD
+from common.probing.protocols import OfficialFolds, Protocol
 from common.task import Task
 
 TASK = Task(

@@ -1,6 +1,6 @@
 """ICBHI 2017 respiratory sounds on the official patient-level 60/40 split."""
-from common.datasets.icbhi import CYCLE_CLASSES, DOWNLOAD, DOWNLOADS, RECORDING_CLASSES, read_icbhi
-from common.protocols import OfficialSplit, Protocol
+from common.data.icbhi import CYCLE_CLASSES, DOWNLOAD, DOWNLOADS, RECORDING_CLASSES, read_icbhi
+from common.probing.protocols import OfficialSplit, Protocol
 from common.task import Task
 
 # No official validation part: 10% of the training patients are held out.

@@ -30,9 +30,9 @@
 SUPERB and HEAR features of the other dataset version run but are recorded as
 not comparable (`variant`). A missing test archive is named in one sentence.
 """
-from common.datasets.speech_commands import (DOWNLOAD, DOWNLOADS, SILENCE, TWELVE_CLASSES, main_archive_items,
-                                             read_speech_commands, require_test_archive, twelve_class_label)
-from common.protocols import OfficialSplit, Protocol
+from common.data.speech_commands import (DOWNLOAD, DOWNLOADS, SILENCE, TWELVE_CLASSES, main_archive_items,
+                                         read_speech_commands, require_test_archive, twelve_class_label)
+from common.probing.protocols import OfficialSplit, Protocol
 from common.task import Task
 
 LISTS = OfficialSplit("split", valid="validation")

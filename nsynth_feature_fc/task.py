@@ -1,6 +1,6 @@
 """NSynth instrument family: 11 classes, official train / valid / test."""
-from common.datasets.nsynth import DOWNLOAD, DOWNLOADS, FAMILIES, read_nsynth
-from common.protocols import OfficialSplit, Protocol
+from common.data.nsynth import DOWNLOAD, DOWNLOADS, FAMILIES, read_nsynth
+from common.probing.protocols import OfficialSplit, Protocol
 from common.task import Task
 
 TASK = Task(

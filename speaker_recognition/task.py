@@ -9,8 +9,8 @@
   with two or more; no chapter is on two sides (checked). Speakers with a
   single chapter cannot be split so and are left out.
 """
-from common.datasets.librispeech import DOWNLOAD, DOWNLOADS, read_librispeech
-from common.protocols import GroupsPerClassSplit, Protocol, RandomSplit
+from common.data.librispeech import DOWNLOAD, DOWNLOADS, read_librispeech
+from common.probing.protocols import GroupsPerClassSplit, Protocol, RandomSplit
 from common.task import Task
 
 TASK = Task(

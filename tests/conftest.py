@@ -29,7 +29,7 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def demo_roots(tmp_path_factory) -> dict:
     """Small synthetic datasets in the six official layouts, made once per run."""
-    from common.demo import make_demo_datasets
+    from common.data.demo import make_demo_datasets
     return make_demo_datasets(tmp_path_factory.mktemp("demo_data"))
 
 

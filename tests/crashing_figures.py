@@ -1,4 +1,4 @@
-"""Figure functions that fail, for tests of common.plots.draw_in_child: a
+"""Figure functions that fail, for tests of common.reporting.plots.draw_in_child: a
 module of their own, so that the child process that unpickles them imports
 nothing heavy."""
 import os

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from common.audio import AudioReadError, audio_duration, load_audio
+from common.data.audio import AudioReadError, audio_duration, load_audio
 
 
 def sine(sr, seconds, freq=440.0, channels=1):

@@ -11,10 +11,10 @@ import soundfile as sf
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
-from common.audio import AudioReadError, audio_duration, load_audio
-from common.datasets import CsvDataset
-from common.extract import extract_embeddings
-from common.protocols import OfficialFolds, Protocol
+from common.data import CsvDataset
+from common.data.audio import AudioReadError, audio_duration, load_audio
+from common.extraction.extract import extract_embeddings
+from common.probing.protocols import OfficialFolds, Protocol
 from common.task import Task
 
 SUBTYPES = [("WAV", s) for s in ("PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "ULAW", "ALAW",

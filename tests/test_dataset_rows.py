@@ -11,14 +11,14 @@ import pytest
 import soundfile as sf
 from hypothesis import given
 from hypothesis import strategies as st
-
-from common.datasets import ESC50, CsvDataset, DatasetError, DatasetWarning, read_speech_commands
-from common.datasets.base import path_problems
-from common.errors import UserError
-from common.extract import extract_embeddings
-from common.protocols import OfficialFolds, Protocol
-from common.task import Task
 from toy import make_toy_task
+
+from common.data import ESC50, CsvDataset, DatasetError, DatasetWarning, read_speech_commands
+from common.data.base import path_problems
+from common.errors import UserError
+from common.extraction.extract import extract_embeddings
+from common.probing.protocols import OfficialFolds, Protocol
+from common.task import Task
 
 
 def toy_rows(root, names):

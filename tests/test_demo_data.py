@@ -1,4 +1,4 @@
-"""The synthetic demo datasets (common/demo.py) follow the official layouts,
+"""The synthetic demo datasets (common/data/demo.py) follow the official layouts,
 are deterministic, and carry the awkward files they claim."""
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from common.demo import (NSYNTH_FAMILIES, SC_CORE, SC_WORDS, TASKS, make_demo_datasets,
-                         which_set)
+from common.data.demo import NSYNTH_FAMILIES, SC_CORE, SC_WORDS, TASKS, make_demo_datasets, which_set
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -301,6 +300,6 @@ def test_refuses_to_overwrite_foreign_data(tmp_path):
 
 
 def test_cli_help():
-    res = subprocess.run([sys.executable, "-m", "common.demo", "--help"], cwd=PROJECT_ROOT,
+    res = subprocess.run([sys.executable, "-m", "common.data.demo", "--help"], cwd=PROJECT_ROOT,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "--out" in res.stdout and "--seed" in res.stdout

@@ -3,13 +3,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-
-from common.audio import load_audio
-from common.datasets import DatasetError, PartialDownloadWarning
-from common.task import load_task
 from conftest import PROJECT_ROOT
 
-pytestmark = pytest.mark.filterwarnings("ignore::common.datasets.PartialDownloadWarning")
+from common.data import DatasetError, PartialDownloadWarning
+from common.data.audio import load_audio
+from common.task import load_task
+
+pytestmark = pytest.mark.filterwarnings("ignore::common.data.PartialDownloadWarning")
 
 
 def task(folder):

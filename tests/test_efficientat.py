@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.audio import load_audio
+from common.data.audio import load_audio
 from common.encoders import build_encoder, check_encoder
 from common.encoders.checkpoints import CheckpointError
 from common.encoders.efficientat import CHECKPOINT_NAME, kaldi_mel_banks

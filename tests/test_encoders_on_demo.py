@@ -4,13 +4,13 @@ not padding-invariant (HuBERT), ESC-50 clips at 44.1 kHz resampling and
 Whisper's 30 s window."""
 import numpy as np
 import pytest
-
-from common.extract import embed_batch, extract_embeddings
-from common.task import load_task
 from conftest import PROJECT_ROOT
 from test_transformers_encoders import make_hubert, make_whisper
 
-pytestmark = pytest.mark.filterwarnings("ignore::common.datasets.PartialDownloadWarning")
+from common.extraction.extract import embed_batch, extract_embeddings
+from common.task import load_task
+
+pytestmark = pytest.mark.filterwarnings("ignore::common.data.PartialDownloadWarning")
 
 
 def extract(name, demo_roots, tmp_path, pretrained_dir, folder="icbhi_feature_fc", data="icbhi", **kw):

@@ -5,10 +5,10 @@ import sys
 
 import pandas as pd
 import pytest
+from conftest import PROJECT_ROOT
 
 from common.benchmark import main
-from common.training import DEFAULT_RECIPE
-from conftest import PROJECT_ROOT
+from common.probing.training import DEFAULT_RECIPE
 
 # mfcc on the demo data: the primary metric must beat chance by this margin
 CHANCE = {"esc50": 0.10, "urbansound8k": 0.10, "nsynth": 1 / 11, "speaker_id": 1 / 8,

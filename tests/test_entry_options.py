@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import PROJECT_ROOT
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,9 +17,8 @@ from common.encoders import build_encoder
 from common.entry import DEBUG_ENV, entry_point, one_line
 from common.errors import UserError
 from common.options import OptionError, device, learning_rate, non_negative_int, positive_float, positive_int
-from common.predict import predict_parser
+from common.probing.predict import predict_parser
 from common.task import load_task
-from conftest import PROJECT_ROOT
 
 ESC50 = load_task(PROJECT_ROOT / "esc50_feature_fc")
 
@@ -77,7 +77,7 @@ def test_a_damaged_store_is_one_line_and_debug_gives_the_traceback(tmp_path):
     out = run_script("esc50_feature_fc", "train.py", "--work-dir", tmp_path)
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert "meta.json is damaged" in out.stderr and "no complete features" in out.stderr
-    from common.datasets import DatasetError
+    from common.data import DatasetError
     with pytest.raises(DatasetError):        # --debug: the traceback instead of the line
         extract_main(ESC50, ["--encoder", "mfcc", "--data-root", str(tmp_path / "none"), "--debug"])
 

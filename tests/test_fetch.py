@@ -18,17 +18,25 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+from toy import make_toy_task
 
+from common.data.fetch import (
+    ChecksumError,
+    DatasetDownload,
+    FetchError,
+    RemoteFile,
+    UnsafeArchiveError,
+    fetch_dataset,
+    fetch_task_data,
+    unpack,
+)
 from common.encoders import build_encoder
 from common.encoders.checkpoints import WEIGHTS, CheckpointError
-from common.fetch import (ChecksumError, DatasetDownload, FetchError, RemoteFile, UnsafeArchiveError,
-                          fetch_dataset, fetch_task_data, unpack)
 from common.task import load_task
-from toy import make_toy_task
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # demo data is a partial download by design
-pytestmark = pytest.mark.filterwarnings("ignore::common.datasets.PartialDownloadWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::common.data.PartialDownloadWarning")
 TASK_FOLDERS = ("esc50_feature_fc", "urbansound8k_feature_fc", "nsynth_feature_fc", "speaker_recognition",
                 "key_word_spotting", "icbhi_feature_fc")
 
@@ -309,7 +317,7 @@ def test_efficientat_weights_are_fetched_verified_and_used(shared_dir, server, t
     weights = shared_dir / "pretrained" / "efficientat_mn04" / "mn04_as_mAP_432.pt"
     if not weights.is_file():
         pytest.skip(f"{weights} is not present")
-    from common.extract import extract_embeddings
+    from common.extraction.extract import extract_embeddings
     server.put(WEIGHTS["efficientat_mn04"].url, weights.read_bytes())
     server.put(WEIGHTS["efficientat_mn04_labels"].url, (weights.parent / "class_labels_indices.csv").read_bytes())
     empty = tmp_path / "pretrained_models"
@@ -396,7 +404,7 @@ def test_hub_encoders_fetch_the_pinned_revision_once(tmp_path, monkeypatch):
 
 def test_the_one_command_fetches_extracts_and_probes(demo_roots, server, tmp_path, monkeypatch):
     from common import benchmark
-    from common.datasets import librispeech
+    from common.data import librispeech
     served = serve_dataset(server, librispeech.DOWNLOADS, demo_data_root(demo_roots))
     monkeypatch.setattr(librispeech, "DOWNLOADS", served)  # what speaker_recognition/task.py declares
     rows = benchmark.main(["--download", "--data-root", str(tmp_path / "audio-data"), "--encoder", "mfcc",
@@ -488,8 +496,8 @@ def hub(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("weights", ["audiosep", "audiosep_clap"])
 def test_audiosep_files_come_from_the_space_verified_and_cached(hub, weights, tmp_path):
+    from common.data.fetch import hub_cache_record
     from common.encoders.checkpoints import local_or_fetched
-    from common.fetch import hub_cache_record
     remote = WEIGHTS[weights]
     local = tmp_path / "pretrained_models" / "AudioSep" / remote.filename
     path = local_or_fetched(local, weights, "AudioSep file", "the AudioSep space")

@@ -3,11 +3,11 @@ import json
 
 import numpy as np
 import pytest
-
-from common.extract import extract_embeddings
-from common.probing import probe_layers, run_probes
-from common.training import Recipe
 from toy import make_toy_task
+
+from common.extraction.extract import extract_embeddings
+from common.probing.evaluate import probe_layers, run_probes
+from common.probing.training import Recipe
 
 
 @pytest.fixture(scope="module")

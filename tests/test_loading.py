@@ -5,11 +5,11 @@ import time
 
 import numpy as np
 import pytest
-
-from common.audio import load_audio
-from common.extract import BatchBuilder
-from common.loading import SharedSlots, decoded_batches
 from toy import make_toy_task
+
+from common.data.audio import load_audio
+from common.data.loading import SharedSlots, decoded_batches
+from common.extraction.extract import BatchBuilder
 
 
 def _items(tmp_path, corrupt=0):

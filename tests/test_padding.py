@@ -13,11 +13,11 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
+from test_transformers_encoders import MAKERS
 
 from common.encoders import ENCODERS, build_encoder
-from common.extract import embed_batch
-from common.pooling import pool
-from test_transformers_encoders import MAKERS
+from common.extraction.extract import embed_batch
+from common.extraction.pooling import pool
 
 
 def _built(name, tmp_path):

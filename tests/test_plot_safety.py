@@ -6,13 +6,13 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-
-from common import plots
-from common.extract import extract_embeddings
-from common.probing import evaluate_features
-from common.training import DEFAULT_RECIPE, Recipe
 from crashing_figures import raise_error, segfault
 from toy import make_toy_task
+
+from common.extraction.extract import extract_embeddings
+from common.probing.evaluate import evaluate_features
+from common.probing.training import DEFAULT_RECIPE, Recipe
+from common.reporting import plots
 
 QUICK = Recipe(**{**DEFAULT_RECIPE.to_dict(), "epochs": 3})
 

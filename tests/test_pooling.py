@@ -1,6 +1,6 @@
 import torch
 
-from common.pooling import PoolAccumulator, pool
+from common.extraction.pooling import PoolAccumulator, pool
 
 
 def test_padding_frames_never_enter_pooling():
@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from common.encoders.base import Encoder, Layer  # noqa: E402
-from common.extract import embed_batch  # noqa: E402
+from common.extraction.extract import embed_batch  # noqa: E402
 
 
 class ClipMean(Encoder):

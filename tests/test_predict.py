@@ -8,16 +8,16 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import PROJECT_ROOT
 from safetensors import safe_open
 
-from common.audio import load_audio
 from common.benchmark import main
+from common.data.audio import load_audio
 from common.encoders import build_encoder
-from common.predict import Predictor, choose_probe, default_work_dirs, predict_main
-from common.probe_io import ProbeError, find_probes, load_probe
-from common.store import FeatureStore
+from common.extraction.store import FeatureStore
+from common.probing.predict import Predictor, choose_probe, default_work_dirs, predict_main
+from common.probing.probe_io import ProbeError, find_probes, load_probe
 from common.task import load_task
-from conftest import PROJECT_ROOT
 
 CLEAN = ("crickets", "clock_alarm", "sea_waves")   # demo classes every probe learns
 
@@ -146,8 +146,8 @@ def test_mismatched_probe_is_refused_in_one_sentence(esc_run, tmp_path, change):
 
 @pytest.mark.parametrize("stacked", [False, True])
 def test_saved_probe_gives_the_trained_probabilities(tmp_path, stacked):
-    from common.probe_io import save_probe
-    from common.training import DEFAULT_RECIPE, Recipe, train_probe
+    from common.probing.probe_io import save_probe
+    from common.probing.training import DEFAULT_RECIPE, Recipe, train_probe
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), 20)
     shape = (60, 3, 8) if stacked else (60, 8)

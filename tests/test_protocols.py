@@ -4,11 +4,17 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import PROJECT_ROOT
 
 from common.errors import ProtocolError
-from common.protocols import (GroupsPerClassSplit, OfficialFolds, OfficialSplit, Protocol, RandomSplit,
-                              carve_validation)
-from conftest import PROJECT_ROOT
+from common.probing.protocols import (
+    GroupsPerClassSplit,
+    OfficialFolds,
+    OfficialSplit,
+    Protocol,
+    RandomSplit,
+    carve_validation,
+)
 
 
 def table(n_classes=5, per_class=20, folds=5, seed=0):
@@ -75,7 +81,7 @@ def test_group_on_both_sides_of_validation_is_refused():
 LEAK = """
 import numpy as np, pandas as pd
 from common.errors import ProtocolError
-from common.protocols import OfficialFolds, Protocol
+from common.probing.protocols import OfficialFolds, Protocol
 items = pd.DataFrame({"id": [str(i) for i in range(12)], "label": ["a", "b"] * 6,
                       "fold": [1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3], "src": [str(i) for i in range(12)]})
 items.loc[0, "src"] = items.loc[4, "src"]  # one source recording in folds 1 and 2

@@ -1,12 +1,12 @@
 """Readers on the real subsets in ../shared/realdata (official layouts, partial downloads)."""
 import numpy as np
 import pytest
-
-from common.datasets import PartialDownloadWarning, read_nsynth, read_speech_commands
-from common.datasets.nsynth import FAMILIES
-from common.datasets.speech_commands import TWELVE_CLASSES, twelve_class_label
-from common.task import load_task
 from conftest import PROJECT_ROOT
+
+from common.data import PartialDownloadWarning, read_nsynth, read_speech_commands
+from common.data.nsynth import FAMILIES
+from common.data.speech_commands import TWELVE_CLASSES, twelve_class_label
+from common.task import load_task
 
 
 def test_speech_commands_lists_are_honoured_and_partial_reported(shared_dir):
@@ -62,8 +62,9 @@ def test_constant_unknown_scores_about_62_percent_on_lists12(shared_dir, tmp_pat
     why it is never put beside SUPERB or HEAR numbers."""
     import pandas as pd
     import soundfile as sf
-    from common.datasets.speech_commands import _silence_items
-    from common.metrics import evaluate
+
+    from common.data.speech_commands import _silence_items
+    from common.probing.metrics import evaluate
     root = shared_dir / "realdata" / "speech_commands_v0.01"
     rows = [{"id": rel, "label": rel.split("/")[0], "split": split, "archive": "main", "on_second": True}
             for split, name in (("test", "testing_list.txt"), ("validation", "validation_list.txt"))

@@ -7,18 +7,24 @@ import sys
 
 import pandas as pd
 import pytest
+from conftest import PROJECT_ROOT
 from PIL import Image
 
 from common.benchmark import main
-from common.extract import extract_embeddings
-from common.probing import default_seeds, run_probes
-from common.report import TASKS as REPORT_TASKS
-from common.report import main as report_main
-from common.report import (PUBLISHED_COLUMNS, PublishedTableError, Setting, build_leaderboard, load_published,
-                           setting_of)
+from common.extraction.extract import extract_embeddings
+from common.probing.evaluate import default_seeds, run_probes
+from common.probing.training import DEFAULT_RECIPE, Recipe
+from common.reporting.report import (
+    PUBLISHED_COLUMNS,
+    PublishedTableError,
+    Setting,
+    build_leaderboard,
+    load_published,
+    setting_of,
+)
+from common.reporting.report import TASKS as REPORT_TASKS
+from common.reporting.report import main as report_main
 from common.task import load_task
-from common.training import DEFAULT_RECIPE, Recipe
-from conftest import PROJECT_ROOT
 
 TASKS = ["esc50_feature_fc", "icbhi_feature_fc"]   # a k-fold task and a single-split one
 SECOND = "mfcc.all.mean+std"   # a second store: every layer, mean+std pooling
@@ -308,7 +314,8 @@ def test_every_run_has_decodable_plots(runs):
 
 def test_layer_weights_and_large_confusion_plots(tmp_path):
     import numpy as np
-    from common import plots
+
+    from common.reporting import plots
     check_png(plots.layer_weights_plot([0.1, 0.5, 0.4], ["layer0", "layer1", "layer2"], tmp_path / "w.png", "w"))
     classes = [f"speaker{k}" for k in range(251)]
     check_png(plots.confusion_plot(np.eye(251) * 50 + 1, classes, tmp_path / "cm.png", "251 classes"))

@@ -19,11 +19,11 @@ import soundfile as sf
 import torch
 from threadpoolctl import threadpool_limits
 
-from common.datasets import CsvDataset
+from common.data import CsvDataset
 from common.encoders.base import Encoder, Layer
-from common.extract import BatchStats, embed_batch, extract_embeddings, plan_batches, plan_shards, windows_of
-from common.store import FeatureStore
-from common.protocols import OfficialFolds, Protocol
+from common.extraction.extract import BatchStats, embed_batch, extract_embeddings, plan_batches, plan_shards, windows_of
+from common.extraction.store import FeatureStore
+from common.probing.protocols import OfficialFolds, Protocol
 from common.task import Task
 
 TESTS = Path(__file__).resolve().parent
@@ -81,7 +81,7 @@ def child_env(**extra) -> dict:
 # --------------------------------------------------------------------------- resume after kill -9
 KILLED_CHILD = """
 import sys, time
-import common.extract as ex
+import common.extraction.extract as ex
 from test_scale import clip_task
 from pathlib import Path
 
@@ -157,8 +157,8 @@ TORCHRUN_SCRIPT = """
 import json, sys
 from pathlib import Path
 import torch.distributed as dist
-import common.extract as ex
-from common.store import FeatureStore
+import common.extraction.extract as ex
+from common.extraction.store import FeatureStore
 from test_scale import clip_task
 
 root, work = Path(sys.argv[1]), Path(sys.argv[2])

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from common.errors import ProtocolError
-from common.metrics import balanced_accuracy, evaluate, macro_f1, scorer
-from common.training import Recipe, class_balanced_weights, cpu_threads, refit_probe, train_probe
+from common.probing.metrics import balanced_accuracy, evaluate, macro_f1, scorer
+from common.probing.training import Recipe, class_balanced_weights, cpu_threads, refit_probe, train_probe
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,8 @@ import time
 import pandas as pd
 import pytest
 
-from common.results import append_csv, write_json
-from common.store import FeatureStore
+from common.extraction.store import FeatureStore
+from common.reporting.results import append_csv, write_json
 
 WRITERS, ROWS = 4, 25
 

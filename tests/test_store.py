@@ -1,10 +1,10 @@
 import numpy as np
 import pandas as pd
 import pytest
-
-from common.extract import extract_embeddings, plan_batches
-from common.store import FeatureStore, StoreDamagedError, StoreMismatchError, find_stores
 from toy import make_toy_task
+
+from common.extraction.extract import extract_embeddings, plan_batches
+from common.extraction.store import FeatureStore, StoreDamagedError, StoreMismatchError, find_stores
 
 
 def extract(task, tmp_path, **kw):

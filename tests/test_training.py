@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from common.metrics import evaluate, icbhi_scores
-from common.probes import LinearClassifier, ThreeLayerClassifier, WeightedLayerSum, build_head
-from common.training import DEFAULT_RECIPE, SEEDS_RECIPE, Recipe, cpu_threads, train_probe
+from common.probing.metrics import evaluate, icbhi_scores
+from common.probing.probes import LinearClassifier, ThreeLayerClassifier, WeightedLayerSum, build_head
+from common.probing.training import DEFAULT_RECIPE, SEEDS_RECIPE, Recipe, cpu_threads, train_probe
 
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    with cpu_threads("cpu"):  # as common.probing trains
+    with cpu_threads("cpu"):  # as common.probing.evaluate trains
         yield
 
 
@@ -114,7 +114,7 @@ class TanhHead(torch.nn.Module):  # a head the stacked trainer has no fast path 
 
 
 def test_any_other_head_is_stacked_with_vmap(monkeypatch):
-    from common import probes
+    from common.probing import probes
     monkeypatch.setitem(probes.HEADS, "tanh", TanhHead)
     x, y = blobs(200, classes=3, seed=3)
     xv, yv = blobs(100, classes=3, seed=4)

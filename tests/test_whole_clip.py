@@ -9,14 +9,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from toy import make_toy_task
 
-import common.extract as ex
+import common.extraction.extract as ex
 from common.encoders import encoder_class
 from common.encoders.base import WHOLE_CLIP_SECONDS, EncoderOptionError
 from common.encoders.efficientat import EfficientATEncoder
 from common.errors import UserError
-from common.store import StoreMismatchError
-from toy import make_toy_task
+from common.extraction.store import StoreMismatchError
 
 
 def forward_widths(encoder, audios) -> list[list[int]]:

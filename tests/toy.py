@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from common.datasets import CsvDataset
-from common.protocols import OfficialFolds, Protocol
+from common.data import CsvDataset
+from common.probing.protocols import OfficialFolds, Protocol
 from common.task import Task
 
 

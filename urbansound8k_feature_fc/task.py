@@ -1,8 +1,8 @@
 """UrbanSound8K: 8,732 urban sound clips, 10 classes, 10 official folds
 (slices of one freesound recording, `fsID`, share a fold)."""
-from common.datasets import URBANSOUND8K
-from common.datasets.csv_table import URBANSOUND8K_DOWNLOAD
-from common.protocols import OfficialFolds, Protocol
+from common.data import URBANSOUND8K
+from common.data.csv_table import URBANSOUND8K_DOWNLOAD
+from common.probing.protocols import OfficialFolds, Protocol
 from common.task import Task
 
 TASK = Task(

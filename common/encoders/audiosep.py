@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fetch import hub_cache_record
+from ..data.fetch import hub_cache_record
 from .base import Encoder, Layer
 from .checkpoints import CheckpointError, load_strict, local_or_fetched, read_state_dict, require_file
 

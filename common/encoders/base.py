@@ -3,7 +3,7 @@
 An encoder is a frozen `torch.nn.Module` that maps a padded batch of mono
 waveforms at its own `sample_rate` to frame-level features for one or more
 named layers. Pooling, windowing of long inputs, batching, devices and
-storage are done once, in `common.extract`; an encoder only computes frames.
+storage are done once, in `common.extraction.extract`; an encoder only computes frames.
 
     frames = encoder(waveforms [B, T], lengths [B], layers=["block6"])
     frames["block6"] == (features [B, N, D], mask [B, N] bool)

@@ -19,8 +19,8 @@ from typing import Iterable, Mapping
 
 import torch
 
+from ..data.fetch import FetchError, HubFile, RemoteFile, cache_dir, fetch_file, fetch_hub_file, offline
 from ..errors import UserError
-from ..fetch import FetchError, HubFile, RemoteFile, cache_dir, fetch_file, fetch_hub_file, offline
 
 
 class CheckpointError(UserError, RuntimeError):

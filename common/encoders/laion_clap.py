@@ -171,7 +171,7 @@ def roberta_tokenizer(folder: Path, offline: bool | None = None):
     `offline` (default: --offline / HF_HUB_OFFLINE, as every download)."""
     from transformers import RobertaTokenizer
 
-    from ..fetch import offline as downloads_off
+    from ..data.fetch import offline as downloads_off
     folder = Path(folder)
     if not all((folder / name).is_file() for name in TOKENIZER_FILES):
         folder = _hub_tokenizer(folder, downloads_off() if offline is None else offline)

@@ -416,7 +416,7 @@ def post_events(url: str, events: list[dict], out_dir: Path, timeout: float, ret
 def debug_figure(trace: PassTrace, event: dict, path: Path, hop: int) -> Path:
     """One pass at a glance: what it started from, the mask, the frequency
     profile and what it took out."""
-    from ..plots import _figure, _save
+    from ..reporting.plots import _figure, _save
     fig = _figure(12, 7)
     axes = fig.subplots(2, 2)
     seconds = trace.power.shape[1] * hop / SAMPLE_RATE

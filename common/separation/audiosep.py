@@ -63,7 +63,7 @@ class AudioSepSeparator(Separator):
 
     def __init__(self, network: AudioSepEncoder, query_encoder: LaionClap, checkpoint: Path,
                  clap_checkpoint: Path, tokenizer_dir: Path, device: str = "auto"):
-        from ..extract import resolve_device
+        from ..extraction.extract import resolve_device
         self.device = resolve_device(device)  # the first GPU if there is one
         self.network = network.eval().to(self.device)
         self.query_encoder = query_encoder.eval().to(self.device)

@@ -32,7 +32,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from ..audio import AudioReadError, load_audio
+from ..data.audio import AudioReadError, load_audio
 from ..errors import UserError
 from .base import Query
 
@@ -146,7 +146,7 @@ class ESC50Mixtures(Benchmark):
                 "premixed": bool(mixture_dir)}
 
     def root(self, given) -> Path:
-        from ..datasets.base import find_root
+        from ..data.base import find_root
         return find_root(given, "meta/esc50.csv", ("ESC-50-master", "ESC-50"), "ESC-50", self.download,
                          self.data_env)
 
@@ -219,7 +219,7 @@ class NSynthDuets(Benchmark):
                 "snr_db": self.snr_db, "count": self.count, "seed": self.seed, "split": self.split}
 
     def pairs(self, root) -> pd.DataFrame:
-        from ..datasets.nsynth import read_nsynth
+        from ..data.nsynth import read_nsynth
         items = read_nsynth(root).items
         notes = items[items["split"] == self.split].sort_values("id").reset_index(drop=True)
         if notes["label"].nunique() < 2:

@@ -9,8 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..audio import AudioReadError
-from ..datasets import DatasetError
+from ..data import DatasetError
+from ..data.audio import AudioReadError
 from ..errors import UserError
 from . import SEPARATORS, build_separator, separator_class
 from .benchmarks import BENCHMARKS, benchmark
@@ -113,9 +113,9 @@ def audio_files(paths: list[str]) -> list[tuple[Path, Path | None]]:
 def _probe_classes(args, files: list[Path]) -> dict[str, list[str]]:
     """file -> top-k classes predicted by a saved probe of this benchmark."""
     from ..encoders import PROJECT_ROOT
-    from ..extract import resolve_device
-    from ..predict import Predictor, choose_probe, default_work_dirs
-    from ..probe_io import load_probe
+    from ..extraction.extract import resolve_device
+    from ..probing.predict import Predictor, choose_probe, default_work_dirs
+    from ..probing.probe_io import load_probe
     from ..task import load_task
     if args.probe:
         path = Path(args.probe)
@@ -134,9 +134,10 @@ def separate_main(task, argv: list[str] | None = None) -> list[dict]:
     args = separate_parser(task, method).parse_args(argv)
     try:
         import numpy as np
+
+        from ..data.audio import load_audio
         from .base import Query
         from .pipeline import separate_files
-        from ..audio import load_audio
         work_dir = Path(args.work_dir or task.folder)
         separator = _build(args, work_dir)
         inputs = audio_files(args.inputs)
@@ -194,6 +195,7 @@ def evaluate_parser(task, method: str | None = None) -> argparse.ArgumentParser:
 def evaluate_main(task, argv: list[str] | None = None):
     import os
     import warnings
+
     from ..cli import show_warnings
     method = _method(argv if argv is not None else sys.argv[1:])
     args = evaluate_parser(task, method).parse_args(argv)
@@ -215,8 +217,9 @@ def evaluate_main(task, argv: list[str] | None = None):
         print(f"failed: {failure['id']}: {failure['error']}", file=sys.stderr)
     if len(run.failures) > 10:
         print(f"... {len(run.failures) - 10} more failures, listed in {result['result_file']}", file=sys.stderr)
-    from .pipeline import csv_row
     import pandas as pd
+
+    from .pipeline import csv_row
     print()
     print(markdown_rows(pd.DataFrame([csv_row(result)])))
     print(f"\n{result['scored']} of {result['mixtures']} mixtures scored ({result['failed']} failed, "
@@ -250,6 +253,7 @@ def train_parser(task) -> argparse.ArgumentParser:
 def train_main(task, argv: list[str] | None = None) -> Path:
     import os
     import warnings
+
     from ..cli import show_warnings
     args = train_parser(task).parse_args(argv)
     warnings.showwarning = show_warnings

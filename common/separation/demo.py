@@ -1,6 +1,6 @@
 """Separation on the demo data (`run_benchmark.py --demo`): NMF bases learned
 on the demo ESC-50 folds 1-3, then the baselines and `nmf` scored on the demo
-mixture list (folds 4-5, written by common.demo)."""
+mixture list (folds 4-5, written by common.data.demo)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -87,7 +87,7 @@ def kl_nmf(spectrum: np.ndarray, bases: np.ndarray | None = None, n_components: 
         w = torch.as_tensor(np.asarray(bases), dtype=dtype)
     a = torch.rand(w.shape[1], v.shape[1], generator=gen, dtype=dtype) * scale + 1e-6
     tiny = torch.finfo(dtype).tiny
-    from ..training import cpu_threads
+    from ..probing.training import cpu_threads
     with cpu_threads("cpu"):   # these sizes run 10x faster on one thread than on contended cores
         for _ in range(int(max_iter)):
             a *= (w.T @ (v / (w @ a + tiny))) / (w.sum(dim=0)[:, None] + tiny)
@@ -100,6 +100,7 @@ def save_bases(bases: dict[str, np.ndarray], stem: str | Path, info: dict) -> Pa
     """Write `<stem>.bases.safetensors` and `<stem>.bases.json`; returns the JSON path."""
     import torch
     from safetensors.torch import save_file
+
     from ..files import atomic_path, atomic_write_json
     stem = Path(stem)
     weights = stem.with_name(stem.name + ".bases.safetensors")
@@ -224,12 +225,12 @@ def training_clips(dataset: str, root, folds=(1, 2, 3), max_clips: int = 50, see
     notes per family; at most `max_clips` per class, a seeded choice."""
     rng = np.random.default_rng(seed)
     if dataset == "esc50":
-        from ..datasets import ESC50
+        from ..data import ESC50
         items = ESC50(root).items
         items = items[items["fold"].astype(int).isin([int(f) for f in folds])]
         names = dict(zip(items["path"], items["filename"]))
     elif dataset == "nsynth":
-        from ..datasets.nsynth import read_nsynth
+        from ..data.nsynth import read_nsynth
         items = read_nsynth(root).items
         items = items[items["split"] == "train"]
         names = dict(zip(items["path"], items["id"]))
@@ -252,7 +253,8 @@ def train_bases(dataset: str, root, work_dir: Path, folds=(1, 2, 3), n_component
                 seed: int = 0, name: str | None = None, n_fft: int = N_FFT, hop: int = HOP) -> Path:
     """Learn and save bases for every class of `dataset` (see train.py --help)."""
     from tqdm import tqdm
-    from ..audio import load_audio
+
+    from ..data.audio import load_audio
     rate = int(sample_rate or (32000 if dataset == "esc50" else 16000))
     by_class, names = training_clips(dataset, root, folds, max_clips, seed)
     clips = {label: [load_audio(p, rate) for p in paths] for label, paths in by_class.items()}

@@ -25,7 +25,7 @@ import pandas as pd
 import soundfile as sf
 import soxr
 
-from ..audio import load_audio
+from ..data.audio import load_audio
 from ..errors import UserError
 from ..files import atomic_path, atomic_write_json, atomic_write_text
 from .base import Query, Separated, Separator
@@ -174,7 +174,8 @@ def evaluate(separator: Separator, method: str, bench: Benchmark, data_root, wor
              save_audio: int = 0, checkpoint_every: int = 20, progress: bool = True) -> Evaluation:
     """Score `separator` on `bench`'s mixtures (see the module docstring)."""
     from tqdm import tqdm
-    from ..results import append_csv, now
+
+    from ..reporting.results import append_csv, now
     kwargs = {"mixture_list": mixture_list, "mixture_dir": mixture_dir} if bench.name == "esc50" else {}
     settings = {"benchmark": bench.settings(**kwargs), "method": method, "method_config": separator.config(),
                 "limit": limit}

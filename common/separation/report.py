@@ -2,7 +2,7 @@
 one row per (benchmark, method), the latest run of each, mean ± std over
 mixtures of SDRi and SI-SDR (dB), BSS-eval SDR where the benchmark scores it,
 and mixtures scored / failed / excluded; published numbers
-(`common/published_numbers.csv`, task `source_separation`) on the same
+(`common/reporting/published_numbers.csv`, task `source_separation`) on the same
 benchmark and protocol beside ours."""
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..reporting import PUBLISHED_TABLE
 from .pipeline import RESULTS_CSV, read_results
 
 TASK_FOLDER = "source_separation"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]   # not common.encoders's: that imports torch and the models
-PUBLISHED = Path(__file__).resolve().parent.parent / "published_numbers.csv"
 
 
 def result_files(work_dirs: list[str | Path] | None = None) -> list[Path]:
@@ -33,7 +33,7 @@ def result_files(work_dirs: list[str | Path] | None = None) -> list[Path]:
     return found
 
 
-def published_rows(path: Path = PUBLISHED) -> pd.DataFrame:
+def published_rows(path: Path = PUBLISHED_TABLE) -> pd.DataFrame:
     if not Path(path).is_file():
         return pd.DataFrame()
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -85,7 +85,7 @@ def separation_section(work_dirs=None, with_published: bool = True) -> str | Non
                      "published numbers.")
     if published is not None and len(published):
         for citation in published.drop_duplicates("source")["citation"]:
-            notes.append(f"Published: {citation} (from common/published_numbers.csv, not re-measured).")
+            notes.append(f"Published: {citation} (from common/reporting/published_numbers.csv, not re-measured).")
     return "## Source separation\n\n" + markdown_rows(rows, published) + "\n\n" + \
         "\n".join(f"- {n}" for n in notes) + "\n\nSources: " + ", ".join(map(str, files)) + "\n"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .files import atomic_path, atomic_write_json, lock_for
+from ..files import atomic_path, atomic_write_json, lock_for
 
 SCALARS = ("accuracy", "macro_f1", "sensitivity", "specificity", "icbhi_score")
 

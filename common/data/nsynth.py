@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..fetch import DatasetDownload, RemoteFile
 from .base import DatasetError, DatasetListing, check_counts, item_frame
+from .fetch import DatasetDownload, RemoteFile
 
 SPLITS = {"train": 289_205, "valid": 12_678, "test": 4_096}
 FAMILIES = ("bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ", "reed",
@@ -38,7 +38,7 @@ def read_nsynth(root: str | Path | None) -> DatasetListing:
     return DatasetListing(items, "nsynth", root, complete=not notes, notes=notes)
 
 
-# What --download fetches (common.fetch). No checksums are published for the
+# What --download fetches (common.data.fetch). No checksums are published for the
 # json/wav archives (TFDS verifies only its TFRecord copy): the reader's item
 # counts are the check.
 DOWNLOADS = DatasetDownload(

@@ -7,16 +7,15 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .datasets import DatasetError
-from .errors import UserError
+from ..data import DatasetError
+from ..errors import UserError
+from ..extraction.store import FeatureSet, FeatureStore
+from ..reporting.results import append_csv, csv_row, now, summarize, write_json
+from ..task import Task
 from .metrics import evaluate, scorer
 from .probe_io import save_probe
 from .protocols import OfficialFolds, Protocol
-from .results import append_csv, csv_row, now, summarize, write_json
-from .store import FeatureSet, FeatureStore
-from .task import Task
 from .training import DEFAULT_RECIPE, Recipe, cpu_threads, refit_probe, train_probe
-
 
 WEIGHTED = "weighted"  # learnable weighted sum of all stored layers (SUPERB's featurizer)
 SINGLE_SPLIT_SEEDS = (0, 1, 2)
@@ -190,7 +189,7 @@ def run_plots(stem: Path, title: str, runs: list[dict], classes: list[str], fit,
     """The run's figures, each drawn in a child process: (figures made, notes
     on figures skipped or failed). A figure that fails is reported and
     skipped, never the end of a run."""
-    from . import plots
+    from ..reporting import plots
     made, notes = {}, []
     folds = len({r["fold"] for r in runs})
     jobs = {  # name -> (figure function, its arguments before the path, after it)
@@ -225,7 +224,7 @@ def run_plots(stem: Path, title: str, runs: list[dict], classes: list[str], fit,
 def layer_plots(results: list[dict], work_dir: Path | None, task: Task) -> list[str]:
     """One accuracy-over-layers PNG per (store, protocol, split, subset, head)
     when several layers of a store were probed."""
-    from . import plots
+    from ..reporting import plots
     groups: dict[tuple, list[dict]] = {}
     for r in results:
         groups.setdefault((r["variant"], r["store"], r["protocol"], r["split"], r["subset"], r["head"]), []).append(r)

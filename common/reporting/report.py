@@ -10,7 +10,7 @@ scores never choose anything (both heads' validation and test numbers go to
 the CSV). A column's best encoder is bold only where its lead over the
 runner-up exceeds the larger of their two standard deviations.
 
-Published numbers are data: `common/published_numbers.csv`, one row per
+Published numbers are data: `common/reporting/published_numbers.csv`, one row per
 number with its source and setting. A published row is listed beside one of
 our results only where task, dataset version, protocol id, test set,
 validation rule, probe type and metric are all equal (`Setting`); protocols
@@ -32,13 +32,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .benchmark import TASK_FOLDERS
-from .encoders import PROJECT_ROOT
-from .entry import add_debug_option, entry_point
-from .errors import UserError
-from .files import atomic_path, atomic_write_text
+from ..benchmark import TASK_FOLDERS
+from ..encoders import PROJECT_ROOT
+from ..entry import add_debug_option, entry_point
+from ..errors import UserError
+from ..files import atomic_path, atomic_write_text
+from . import PUBLISHED_TABLE
 
-PUBLISHED_TABLE = Path(__file__).with_name("published_numbers.csv")
 PUBLISHED_COLUMNS = ("source", "citation", "url", "encoder", "task", "dataset_version", "protocol", "test_set",
                      "validation", "probe", "metric", "value", "note")
 KEY = ["task", "variant", "store", "layer", "head", "protocol", "split", "subset", "validation", "refit"]
@@ -567,7 +567,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> Leaderboard:
     args = parser().parse_args(argv)
     board = build_leaderboard(args.work_dir, None if args.no_published else Path(args.published), args.all_layers)
-    from .separation.report import write_separation_section
+    from ..separation.report import write_separation_section
     separation = write_separation_section(args.work_dir, Path(args.out), with_published=not args.no_published)
     if not board.entries and separation:
         print(separation)

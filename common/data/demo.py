@@ -1,10 +1,10 @@
 """Small synthetic datasets in the official layouts of the six tasks.
 
-    python -m common.demo --out DIR [--tasks esc50 nsynth ...] [--seed 0]
+    python -m common.data.demo --out DIR [--tasks esc50 nsynth ...] [--seed 0]
 
 or from Python::
 
-    from common.demo import make_demo_datasets
+    from common.data.demo import make_demo_datasets
     roots = make_demo_datasets("demo", tasks=None, seed=0)
     roots["esc50"]          # Path("demo/ESC-50-master")
     roots.awkward["urbansound8k"]   # the deliberately awkward files
@@ -70,7 +70,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .datasets.speech_commands import V2_ONLY_WORDS
+from .speech_commands import V2_ONLY_WORDS
 
 TASKS = ("esc50", "urbansound8k", "nsynth", "librispeech", "speech_commands", "icbhi")
 ROOT_NAMES = {
@@ -313,10 +313,10 @@ def _prepare_root(root: Path) -> None:
         elif root.is_dir() and not any(root.iterdir()):
             pass
         else:
-            raise FileExistsError(f"{root} exists and was not written by common.demo; "
+            raise FileExistsError(f"{root} exists and was not written by common.data.demo; "
                                   "choose another --out (nothing was deleted)")
     root.mkdir(parents=True, exist_ok=True)
-    (root / MARKER).write_text(f"synthetic demo data, common.demo v{_VERSION}\n")
+    (root / MARKER).write_text(f"synthetic demo data, common.data.demo v{_VERSION}\n")
 
 
 # --------------------------------------------------------------------------
@@ -387,7 +387,7 @@ def _make_esc50(out: Path, rng: np.random.Generator) -> tuple[Path, list[Awkward
     (root / "meta" / SEPARATION_LIST).write_text(_esc50_mixture_list(rows))
     (root / "README.md").write_text(
         "# ESC-50 (synthetic demo)\n\nSynthetic clips in the layout of ESC-50 (audio/, meta/esc50.csv),\n"
-        f"{len(ESC_CLASSES)} of the 50 classes x 10 clips, 5 folds; written by common.demo.\n")
+        f"{len(ESC_CLASSES)} of the 50 classes x 10 clips, 5 folds; written by common.data.demo.\n")
     return root, awkward, len(rows)
 
 
@@ -497,7 +497,7 @@ def _make_us8k(out: Path, rng: np.random.Generator) -> tuple[Path, list[AwkwardF
     (root / "metadata" / "UrbanSound8K.csv").write_text("\n".join(lines) + "\n")
     (root / "UrbanSound8K_README.txt").write_text(
         "UrbanSound8K (synthetic demo)\n\nSynthetic clips in the layout of UrbanSound8K, 10 classes, 10 folds;\n"
-        "sample rates, bit depths and channel counts vary on purpose. Written by common.demo.\n")
+        "sample rates, bit depths and channel counts vary on purpose. Written by common.data.demo.\n")
     return root, awkward, len(rows)
 
 
@@ -770,7 +770,7 @@ def _make_librispeech(out: Path, rng: np.random.Generator) -> tuple[Path, list[A
     (root / "CHAPTERS.TXT").write_text("\n".join(chapters_txt) + "\n")
     (root / "README.TXT").write_text(
         "LibriSpeech (synthetic demo)\n\nSynthetic 'speech' (formant-shaped harmonic syllables, one spectral\n"
-        "envelope per speaker) in the layout of LibriSpeech; transcripts are random words. Written by common.demo.\n")
+        "envelope per speaker) in the layout of LibriSpeech; transcripts are random words. Written by common.data.demo.\n")
     return root, awkward, count
 
 
@@ -823,7 +823,7 @@ def _word_recipes() -> dict[str, list]:
 
 _SC_README = """# Speech Commands Data Set v0.02 (synthetic demo)
 
-Synthetic stand-in for the Speech Commands data set, written by common.demo.
+Synthetic stand-in for the Speech Commands data set, written by common.data.demo.
 No recording in it is real: every clip is a synthetic 'word' (a fixed phone
 sequence per word, rendered with a per-speaker voice).
 
@@ -842,7 +842,7 @@ number at the end distinguishes repetitions of a word by that speaker, e.g.
 
 As in the real data set, a hash of the speaker id assigns each file to a set
 (validation 10%, testing 10%; see `which_set` in the real README and in
-common/demo.py), so all clips of a speaker are on one side.
+common/data/demo.py), so all clips of a speaker are on one side.
 `validation_list.txt` and `testing_list.txt` hold the paths of the validation
 and test files; files in neither list are training files.
 
@@ -857,7 +857,7 @@ The `_background_noise_` folder holds longer noise clips; see its README.md.
 """
 
 _SC_NOISE_README = """This folder contains a set of longer audio clips that are synthetic noise
-(written by common.demo, in place of the real recordings and simulations):
+(written by common.data.demo, in place of the real recordings and simulations):
 
 - white_noise.wav: white noise.
 - pink_noise.wav: pink (1/f) noise.
@@ -909,7 +909,7 @@ def _make_speech_commands(out: Path, rng: np.random.Generator) -> tuple[Path, li
     (noise_dir / "README.md").write_text(_SC_NOISE_README)
     (root / "README.md").write_text(_SC_README)
     (root / "LICENSE").write_text(
-        "Synthetic demo data written by common.demo: no real recordings; free to use.\n"
+        "Synthetic demo data written by common.data.demo: no real recordings; free to use.\n"
         "The layout mirrors Speech Commands v0.02 (Creative Commons Attribution 4.0, Google).\n")
     used = {h for h, _ in speakers}
     for version, words in (("v0.01", [w for w in SC_WORDS if w not in V2_ONLY_WORDS]), ("v0.02", SC_WORDS)):
@@ -965,7 +965,7 @@ def _make_sc_test_archive(root: Path, version: str, words: list[str], recipes: d
                 clip, _ = _sc_clip(recipes[word], _speaker(rng, "F" if i % 2 else "M"), sr, rng)
             _write(root / label / f"{h}_nohash_{i}.wav", clip, sr)
     (root / "LICENSE").write_text(
-        "Synthetic demo data written by common.demo: no real recordings; free to use.\n"
+        "Synthetic demo data written by common.data.demo: no real recordings; free to use.\n"
         f"The layout mirrors speech_commands_test_set_{version} (Creative Commons Attribution 4.0, Google).\n")
     return 12 * per_class
 
@@ -1119,7 +1119,7 @@ def make_demo_datasets(out_dir: str | Path, tasks=None, seed: int = 0, workers: 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m common.demo",
+        prog="python -m common.data.demo",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="directory to write the datasets into")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..fetch import DatasetDownload, RemoteFile
 from .base import DatasetError, DatasetListing, check_counts, find_root, item_frame
+from .fetch import DatasetDownload, RemoteFile
 
 PART = "train-clean-100"
 EXPECTED = {"utterances": 28_539, "speakers": 251}
@@ -28,7 +28,7 @@ def read_librispeech(root: str | Path | None, part: str = PART) -> DatasetListin
     return DatasetListing(items, f"librispeech_{part}", base, complete=not notes, notes=notes)
 
 
-# What --download fetches (common.fetch).
+# What --download fetches (common.data.fetch).
 DOWNLOADS = DatasetDownload(
     name="LibriSpeech train-clean-100", root="LibriSpeech",
     licence="LibriSpeech: Creative Commons Attribution 4.0 (CC BY 4.0), openslr.org/12",

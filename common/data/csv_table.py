@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..fetch import DatasetDownload, RemoteFile
 from .base import NOT_FOUND, REFUSED, DatasetError, DatasetListing, check_counts, find_root, path_problems
+from .fetch import DatasetDownload, RemoteFile
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ URBANSOUND8K = CsvDataset(
 )
 
 
-# What --download fetches (common.fetch).
+# What --download fetches (common.data.fetch).
 ESC50_DOWNLOAD = DatasetDownload(
     name="ESC-50", root="ESC-50-master",
     licence="ESC-50: Creative Commons Attribution-NonCommercial 3.0 (CC BY-NC 3.0), clips from freesound.org; "

@@ -12,7 +12,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import UserError
+from ..errors import UserError
 
 
 class AudioReadError(UserError, RuntimeError):

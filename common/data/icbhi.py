@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..fetch import DatasetDownload, RemoteFile
 from .base import DatasetError, DatasetListing, check_counts, find_root, item_frame
+from .fetch import DatasetDownload, RemoteFile
 
 SPLIT_FILE = "ICBHI_challenge_train_test.txt"
 EXPECTED = {"recordings": 920, "cycles": 6_898}
@@ -69,7 +69,7 @@ def read_icbhi(root: str | Path | None) -> DatasetListing:
     return DatasetListing(items, "icbhi", base, complete=not notes, notes=notes)
 
 
-# What --download fetches (common.fetch). The challenge site publishes no
+# What --download fetches (common.data.fetch). The challenge site publishes no
 # checksums: the reader's counts (920 recordings, 6,898 cycles) are the check.
 _ICBHI_SITE = "https://bhichallenge.med.auth.gr/sites/default/files/ICBHI_final_database/"
 DOWNLOADS = DatasetDownload(

@@ -24,7 +24,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .files import atomic_path
+from ..files import atomic_path
 
 DPI = 100
 TSNE_POINTS = 2000
@@ -42,7 +42,7 @@ def _context():
     ctx = multiprocessing.get_context("forkserver")
     # children fork from a server that has matplotlib loaded once, and no
     # threads (forking a process that runs torch's thread pools is unsafe)
-    ctx.set_forkserver_preload(["common.plots"])
+    ctx.set_forkserver_preload(["common.reporting.plots"])
     return ctx
 
 

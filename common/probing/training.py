@@ -253,7 +253,7 @@ def train_probe(head: str, x_train: np.ndarray, y_train: np.ndarray, x_valid: np
     validation items (or the last epoch with `select="last"`).
 
     `select_by(y_true, y_pred)` scores validation predictions for that choice
-    and for early stopping (default: accuracy; see common.metrics.scorer);
+    and for early stopping (default: accuracy; see common.probing.metrics.scorer);
     ties go to the lower validation loss. `balanced`: each epoch draws as many
     training items as there are, with replacement, class-balanced, instead of
     a permutation.

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, train_test_split
 
-from .errors import ProtocolError
+from ..errors import ProtocolError
 
 RANDOM_SEED = 42  # the seeds' split
 VALIDATION_RULES = ("carve", "next-fold")
@@ -226,7 +226,7 @@ class Protocol:
     relabel: Callable[[str], str] | None = None                  # dataset label -> class
     classes: Sequence[str] | None = None                         # fixed class list and order
     group: str | None = None            # column whose values must stay on one side of every split
-    metric: str = "accuracy"            # primary metric, from common.metrics.METRICS
+    metric: str = "accuracy"            # primary metric, from common.probing.metrics.METRICS
     normal_class: str | None = None     # ICBHI sensitivity/specificity
     # metric that picks learning rate and epoch on validation (None: `metric`)
     selection_metric: str | None = None

@@ -29,8 +29,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .errors import UserError
-from .files import atomic_path, atomic_write_json, lock_for
+from ..errors import UserError
+from ..files import atomic_path, atomic_write_json, lock_for
 
 # recorded in meta.json, not compared: where the data is does not change its embeddings
 LOCATION_SETTINGS = ("dataset_root",)

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from .audio import AudioReadError, load_audio
-from .datasets.base import REFUSED
+from .base import REFUSED
 
 PREFETCH = 2   # batches decoded ahead per worker (the DataLoader's prefetch_factor)
 

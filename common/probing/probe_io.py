@@ -17,8 +17,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import UserError
-from .files import atomic_path, atomic_write_json
+from ..errors import UserError
+from ..files import atomic_path, atomic_write_json
 from .probes import HEADS, build_head
 
 FORMAT = "audio-encoder-probe/1"

@@ -43,8 +43,8 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 from urllib.parse import urlsplit
 
-from .errors import UserError
-from .files import atomic_path
+from ..errors import UserError
+from ..files import atomic_path
 
 OFFLINE_ENV = "AUDIO_PROBES_OFFLINE"
 CACHE_ENV = "AUDIO_PROBES_CACHE"
@@ -398,7 +398,7 @@ def fetch_dataset(download: DatasetDownload, data_root: str | Path,
         print(f"{download.name}: already downloaded into {root}")
         return root
     if is_complete is not None and all((data_root / f.provides).exists() for f in download.files):
-        from .datasets import DatasetError  # here: the readers' modules import this one
+        from . import DatasetError  # here: the readers' modules import this one
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the reader's partial-download warning is our answer here
             try:

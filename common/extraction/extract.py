@@ -7,11 +7,11 @@ The pipeline, in order:
    rank under torchrun), shards into batches under a total-duration budget, so
    that little compute is spent on padding;
 3. DataLoader workers decode and resample whole batches and hand them over
-   through reused shared memory (`common.loading`);
+   through reused shared memory (`common.data.loading`);
 4. each batch is cut into windows at the encoder's native length, windows are
    grouped (by exact length when the encoder is not padding-invariant),
    encoded, and pooled per item over all its windows' valid frames, each
-   window weighted by the real samples it holds (`common.pooling`);
+   window weighted by the real samples it holds (`common.extraction.pooling`);
 5. every finished shard is written atomically; the store is marked complete
    when all shards exist.
 """
@@ -29,15 +29,15 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .audio import AudioReadError, audio_duration
-from .datasets.base import REFUSED
+from ..data.audio import AudioReadError, audio_duration
+from ..data.base import REFUSED
+from ..data.loading import decoded_batches
+from ..encoders import build_encoder
+from ..encoders.base import Encoder
+from ..task import Task
 from .distributed import barrier, dist_info
-from .encoders import build_encoder
-from .encoders.base import Encoder
-from .loading import decoded_batches
 from .pooling import PoolAccumulator, check_pooling, pooled_dim
 from .store import FeatureStore, items_digest
-from .task import Task
 
 
 # --------------------------------------------------------------------------- devices

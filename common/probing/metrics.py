@@ -7,7 +7,7 @@ from typing import Callable
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score
 
-from .errors import ProtocolError
+from ..errors import ProtocolError
 
 
 def icbhi_scores(y_true: np.ndarray, y_pred: np.ndarray, normal: int) -> dict[str, float]:

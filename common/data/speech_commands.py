@@ -22,8 +22,8 @@ from typing import Callable
 import pandas as pd
 import soundfile as sf
 
-from ..fetch import DatasetDownload, RemoteFile
 from .base import DatasetError, DatasetListing, check_counts, check_listed, find_root, item_frame
+from .fetch import DatasetDownload, RemoteFile
 
 V2_ONLY_WORDS = {"backward", "follow", "forward", "learn", "visual"}
 EXPECTED = {  # clips, validation, test of the full downloads
@@ -169,7 +169,7 @@ def _speech_commands_download(version: str, main: tuple[str, int | None], test: 
                           size=test[1], unpack_to=test_folder, provides=test_folder)))
 
 
-# What --download fetches (common.fetch): the main archive and the separate
+# What --download fetches (common.data.fetch): the main archive and the separate
 # official test set. Checksums: torchaudio's SPEECHCOMMANDS table (main
 # archives) and TensorFlow Datasets' url_checksums/speech_commands.txt (v0.02
 # sizes and test set); none is published for the v0.01 test set.

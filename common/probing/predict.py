@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .audio import AudioReadError, load_audio
-from .encoders import PROJECT_ROOT
-from .entry import add_debug_option, entry_point
-from .errors import UserError
-from .options import device, positive_int
-from .pooling import check_pooling, pooled_dim
+from ..data.audio import AudioReadError, load_audio
+from ..encoders import PROJECT_ROOT
+from ..entry import add_debug_option, entry_point
+from ..errors import UserError
+from ..extraction.pooling import check_pooling, pooled_dim
+from ..options import device, positive_int
+from ..task import Task
 from .probe_io import ProbeError, SavedProbe, find_probes, load_probe
-from .task import Task
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 # fields of a saved probe that prediction needs besides the probe itself
@@ -66,7 +66,8 @@ class Predictor:
 
     def __init__(self, probe: SavedProbe, device="cpu", pretrained_dir: str | Path | None = None):
         import torch
-        from .encoders import build_encoder
+
+        from ..encoders import build_encoder
         info = probe.info
         self.probe, self.info = probe, info
         self.device = torch.device(device)
@@ -117,7 +118,7 @@ class Predictor:
                                  f"{info['encoder']}/{layer} with {info['pooling']} pooling gives {width}")
 
     def embed(self, audios: list[np.ndarray]) -> np.ndarray:
-        from .extract import embed_batch
+        from ..extraction.extract import embed_batch
         out = embed_batch(self.encoder, audios, self.layers, self.pooling, self.device, self.precision)
         if self.stacked:
             return np.stack([out[name] for name in self.layers], axis=1)   # [N, L, D]
@@ -197,7 +198,7 @@ def predict_main(task: Task, argv: list[str] | None = None) -> pd.DataFrame:
     """Exits non-zero (PredictionError) when any file could not be classified,
     after printing and writing the others; each failure is listed with why."""
     args = predict_parser(task).parse_args(argv)
-    from .extract import resolve_device
+    from ..extraction.extract import resolve_device
     inputs = [Path(p) for p in args.inputs]
     files = [f for path in inputs for f in audio_files(path)]
     if not files:
