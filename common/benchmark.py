@@ -5,6 +5,7 @@ import argparse
 import time
 from pathlib import Path
 
+from .cli import add_selection_options
 from .data.fetch import add_fetch_options, apply_fetch_options, fetch_task_data
 from .encoders import ENCODERS, PROJECT_ROOT, default_pretrained_dir
 from .entry import add_debug_option, entry_point
@@ -48,6 +49,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int, default=100, help="maximum probe epochs")
     p.add_argument("--seeds", type=non_negative_int, nargs="+", default=None,
                    help="probe seeds (default: 0 1 2 on single-split tasks, one per fold on k-fold tasks)")
+    add_selection_options(p, scope=" on the fold tasks (ESC-50, UrbanSound8K)")
     p.add_argument("--device", default="auto", type=device)
     p.add_argument("--num-workers", type=non_negative_int, default=None)
     p.add_argument("--download", action="store_true",
@@ -95,7 +97,7 @@ def main(argv=None) -> list[dict]:
         store = extract_embeddings(task, encoder, roots.get(folder, args.data_root), work_dir=work_dir,
                                    device=args.device, num_workers=args.num_workers, encoder_options=encoder_options)
         rows += run_probes(task, [store], recipe=recipe, seeds=args.seeds, device=torch_device,
-                           work_dir=work_dir)
+                           work_dir=work_dir, validation=args.validation, refit=args.refit)
     separation = None
     if args.demo and "esc50_feature_fc" in args.tasks:   # separation on the demo ESC-50 mixtures
         from .separation.demo import run_separation_demo

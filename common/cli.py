@@ -90,6 +90,19 @@ def extract_main(task: Task, argv: list[str] | None = None) -> FeatureStore:
 
 
 # --------------------------------------------------------------------------- train
+def add_selection_options(p: argparse.ArgumentParser, fold_tasks: bool = True, scope: str = "") -> None:
+    """--validation (only where a task has official folds) and --refit: shared by
+    train.py and run_benchmark.py."""
+    if fold_tasks:
+        p.add_argument("--validation", choices=VALIDATION_RULES, default=None,
+                       help=f"validation part of each fold{scope}: carve = 10%% of the training folds, stratified "
+                            "and group-safe (EVAR's rule, the default); next-fold = the fold after the test fold "
+                            "(HEAR's rule)")
+    p.add_argument("--refit", action="store_true",
+                   help="after choosing lr and epoch on validation, retrain on training + validation items at "
+                        "that lr and epoch before testing (validation metrics stay those measured before)")
+
+
 def train_parser(task: Task) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=f"Train probes on stored {task.title} features and write results under "
@@ -108,14 +121,7 @@ def train_parser(task: Task) -> argparse.ArgumentParser:
                    help="official protocol split, or the seeds' random 80/20 split with seed 42")
     if task.subsets:
         p.add_argument("--subset", choices=list(task.subsets), help="restrict to a subset of the classes")
-    if any(isinstance(pr.split, OfficialFolds) for pr in task.protocols.values()):
-        p.add_argument("--validation", choices=VALIDATION_RULES, default=None,
-                       help="validation part of each fold: carve = 10%% of the training folds, stratified and "
-                            "group-safe (EVAR's rule, the default); next-fold = the fold after the test fold "
-                            "(HEAR's rule)")
-    p.add_argument("--refit", action="store_true",
-                   help="after choosing lr and epoch on validation, retrain on training + validation items at "
-                        "that lr and epoch before testing (validation metrics stay those measured before)")
+    add_selection_options(p, fold_tasks=any(isinstance(pr.split, OfficialFolds) for pr in task.protocols.values()))
     p.add_argument("--seeds", type=non_negative_int, nargs="+", default=None,
                    help="probe seeds; mean ± std over them (default: 0 1 2 on single-split protocols, 0 on k-fold "
                         "protocols, whose folds give the spread)")

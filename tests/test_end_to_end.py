@@ -16,10 +16,14 @@ CHANCE = {"esc50": 0.10, "urbansound8k": 0.10, "nsynth": 1 / 11, "speaker_id": 1
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
+def demo_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("demo")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, demo_dir):
     runs = tmp_path_factory.mktemp("runs")
-    rows = main(["--demo", "--demo-dir", str(tmp_path_factory.mktemp("demo")), "--work-dir", str(runs),
-                 "--encoder", "mfcc"])
+    rows = main(["--demo", "--demo-dir", str(demo_dir), "--work-dir", str(runs), "--encoder", "mfcc"])
     return runs, pd.DataFrame(rows)
 
 
@@ -127,3 +131,20 @@ def test_task_folder_errors_are_one_sentence(tmp_path):
     assert out.returncode != 0 and "run `python extract.py" in out.stderr
     out = run("key_word_spotting", "extract.py", "--help")
     assert out.returncode == 0 and "--max-batch-seconds" in out.stdout
+
+
+def test_benchmark_takes_hears_validation_rule_and_refit(demo_run, demo_dir):
+    """run_benchmark.py --validation next-fold --refit reaches the fold tasks'
+    probes: the fold after the test fold validates and the probe is refit."""
+    runs, _ = demo_run   # features are reused: only the probes run again
+    rows = main(["--demo", "--demo-dir", str(demo_dir), "--work-dir", str(runs), "--encoder", "mfcc",
+                 "--tasks", "esc50_feature_fc", "--validation", "next-fold", "--refit", "--epochs", "5"])
+    result = json.loads(open(rows[0]["result_file"]).read())
+    assert (result["validation"], result["refit"]) == ("next-fold", True)
+    split = pd.read_csv(result["split_file"])
+    folds = pd.read_csv(demo_dir / "ESC-50-master" / "meta" / "esc50.csv").set_index("filename")["fold"]
+    first = split[split["fold"] == split["fold"].iloc[0]]
+    test_fold = folds[first.loc[first["part"] == "test", "id"].map(lambda i: i.split("/")[-1])].unique()
+    valid_fold = folds[first.loc[first["part"] == "valid", "id"].map(lambda i: i.split("/")[-1])].unique()
+    assert len(test_fold) == 1 and list(valid_fold) == [test_fold[0] % 5 + 1]
+    assert all(r["refit"] for r in result["runs"])

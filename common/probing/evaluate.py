@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 
 from ..data import DatasetError
 from ..errors import UserError
+from ..files import atomic_path
 from ..extraction.store import FeatureSet, FeatureStore
 from ..reporting.results import append_csv, csv_row, now, summarize, write_json
 from ..task import Task
@@ -103,8 +104,8 @@ def evaluate_features(task: Task, features: FeatureSet, layer: str, head: str, p
     tag = (f"{protocol_name}{'-' + subset if subset else ''}-{split}{'-' + validation if validation else ''}"
            f"{'-refit' if refit else ''}")
     split_file = work_dir / meta["variant"] / "splits" / f"{tag}.csv"
-    split_file.parent.mkdir(parents=True, exist_ok=True)
-    data.split_table().to_csv(split_file, index=False)
+    with atomic_path(split_file) as tmp:  # shared by every encoder and head run with this tag
+        data.split_table().to_csv(tmp, index=False)
 
     select_by = scorer(protocol.selected_by, data.classes, protocol.normal_class)
     variant_notes = protocol.variant_notes(meta["variant"])

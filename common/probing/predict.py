@@ -24,6 +24,7 @@ from ..data.audio import AudioReadError, load_audio
 from ..encoders import PROJECT_ROOT
 from ..entry import add_debug_option, entry_point
 from ..errors import UserError
+from ..files import atomic_path
 from ..extraction.pooling import check_pooling, pooled_dim
 from ..options import device, positive_int
 from ..task import Task
@@ -233,8 +234,8 @@ def predict_main(task: Task, argv: list[str] | None = None) -> pd.DataFrame:
         if base is not None:
             shown["file"] = [str(Path(f).resolve().relative_to(base)) if Path(f).resolve().is_relative_to(base)
                              else f for f in shown["file"]]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shown.to_csv(out, index=False)
+        with atomic_path(out) as tmp:
+            shown.to_csv(tmp, index=False)
         if folder_input:
             print(f"\n{len(shown)} files; top-1 classes: " + ", ".join(
                 f"{c} {n}" for c, n in shown["top1"].value_counts().head(10).items()))

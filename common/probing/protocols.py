@@ -8,12 +8,22 @@ UrbanSound8K `fsID`, LibriSpeech `chapter`) no group is on two sides. A
 failed check raises `ProtocolError` (never `assert`, which `python -O`
 removes).
 
-Validation rules of the fold datasets (`OfficialFolds`), by name:
-- `carve` (EVAR's: 10% of the training folds validate): the held-out fold
-  tests; 10% of the other folds' items, stratified by class and, here, never
-  splitting a group, validate; the rest (90% of 4 ESC-50 folds) trains.
-- `next-fold` (HEAR's): the fold after the test fold validates, the others
-  (3 of 5 ESC-50 folds) train.
+Validation rules of the fold datasets (`OfficialFolds`), by name, as read in
+each benchmark's code:
+- `carve` (EVAR's): the held-out fold tests and 10% of the other folds'
+  items validate. EVAR's `lineareval.py` gives the probe no validation set for
+  fold datasets, and its `TorchMLPClassifier2.fit` then draws
+  `validation_fraction=0.1` of the training items with `train_test_split`,
+  redrawing until every class is in the draw, and keeps the epoch best on it.
+  Here the 10% is stratified by class (so every class is in it without
+  redrawing) and never splits a group (ESC-50 `src_file`, US8K `fsID`),
+  which EVAR's random draw does not guarantee; the rest (90% of 4 ESC-50
+  folds) trains.
+- `next-fold` (HEAR's): hear-eval-kit's `data_splits_from_folds` sorts the
+  folds, tests on fold k, validates on fold k+1 (the first after the last)
+  and trains on the others (3 of 5 ESC-50 folds).
+Neither benchmark retrains on train + validation; `--refit` is ours and its
+results are never paired with a published number.
 """
 from __future__ import annotations
 
