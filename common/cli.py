@@ -161,6 +161,7 @@ def recipe_from_args(args) -> Recipe:
 @entry_point
 def train_main(task: Task, argv: list[str] | None = None) -> list[dict]:
     args = train_parser(task).parse_args(argv)
+    warnings.showwarning = show_warnings  # protocol notes (e.g. another dataset version) in one line
     from .extraction.extract import resolve_device
     from .probing.evaluate import run_probes
     from .reporting.results import markdown_table

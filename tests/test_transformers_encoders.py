@@ -6,6 +6,7 @@ import json
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,6 +14,7 @@ transformers = pytest.importorskip("transformers")
 
 from common.encoders import build_encoder, check_encoder, encoder_class  # noqa: E402
 from common.encoders.checkpoints import CheckpointError  # noqa: E402
+from common.extraction.extract import embed_batch  # noqa: E402
 
 # small but with the real CNN structure (kernel/stride pattern, 20 ms frames)
 CNN = dict(conv_dim=(16, 16, 16), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2),
@@ -56,21 +58,24 @@ def make_data2vec(root: Path):
     return _save(transformers.Data2VecAudioModel(cfg), root / "data2vec-audio-base")
 
 
-def make_whisper(root: Path):
+def make_whisper(root: Path, max_source_positions: int = 1500, chunk_length: int | None = 30):
+    """chunk_length=None: no preprocessor_config.json."""
     cfg = transformers.WhisperConfig(
         d_model=16, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
         encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80, vocab_size=64, max_target_positions=8,
+        max_source_positions=max_source_positions,
         pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
+    extractors = [] if chunk_length is None else [
+        transformers.WhisperFeatureExtractor(feature_size=80, chunk_length=chunk_length)]
     # openai/whisper-base holds a WhisperForConditionalGeneration (model.* keys)
-    return _save(transformers.WhisperForConditionalGeneration(cfg), root / "whisper-base",
-                 transformers.WhisperFeatureExtractor(feature_size=80))
+    return _save(transformers.WhisperForConditionalGeneration(cfg), root / "whisper-base", *extractors)
 
 
-def make_ast(root: Path):
+def make_ast(root: Path, max_length: int = 128, extractor_max_length: int | None = None):
     cfg = transformers.ASTConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                                 intermediate_size=32, max_length=128, num_mel_bins=128, num_labels=5)
+                                 intermediate_size=32, max_length=max_length, num_mel_bins=128, num_labels=5)
     return _save(transformers.ASTForAudioClassification(cfg), root / "ast-finetuned-audioset-10-10-0.4593",
-                 transformers.ASTFeatureExtractor(max_length=128))
+                 transformers.ASTFeatureExtractor(max_length=extractor_max_length or max_length))
 
 
 def make_clap(root: Path):
@@ -228,6 +233,43 @@ def test_whisper_valid_frames_and_window(tmp_path):
         feats, mask = encoder(x, torch.tensor([3 * 16000, 16000]), ["layer2"])["layer2"]
     assert feats.shape[1] == 1500  # 30 s of encoder frames, as Whisper requires
     assert mask[0].sum() == 150 and mask[1].sum() == 50
+
+
+def _heard(encoder, seconds: float) -> bool:
+    """Does audio at `seconds` into a clip change its pooled embedding?"""
+    sr = encoder.sample_rate
+    rng = np.random.default_rng(0)
+    clip = (0.1 * rng.standard_normal(int((seconds + 0.5) * sr))).astype(np.float32)
+    changed = clip.copy()
+    changed[int(seconds * sr):] = 0.5 * rng.standard_normal(len(clip) - int(seconds * sr))
+    layer = encoder.default_layer
+    pooled = embed_batch(encoder, [clip, changed], [layer], "mean", torch.device("cpu"))[layer]
+    return not np.allclose(pooled[0], pooled[1], atol=1e-6)
+
+
+def test_ast_windows_are_the_checkpoints_input_length(tmp_path):
+    """AST's feature extractor keeps max_length frames (128 here, as in the
+    speech-commands checkpoints) and drops the rest: extraction must cut
+    windows of that length, not of the AudioSet checkpoint's 10.24 s, or the
+    end of every longer clip is never heard."""
+    make_ast(tmp_path)
+    encoder = build_encoder("ast", pretrained_dir=tmp_path)
+    assert encoder.window_seconds == pytest.approx(1.28)
+    assert _heard(encoder, 2.0)
+    make_ast(tmp_path / "audioset", max_length=1024)  # the AudioSet checkpoint's: its stores stay valid
+    assert build_encoder("ast", pretrained_dir=tmp_path / "audioset").window_seconds == 10.24
+    make_ast(tmp_path / "mismatched", max_length=128, extractor_max_length=1024)
+    with pytest.raises(CheckpointError, match="max_length 1024 frames but the model takes 128"):
+        build_encoder("ast", pretrained_dir=tmp_path / "mismatched")
+
+
+def test_whisper_window_follows_the_checkpoint_and_must_match_its_extractor(tmp_path):
+    make_whisper(tmp_path, max_source_positions=50, chunk_length=1)  # a 1 s Whisper
+    encoder = build_encoder("whisper", pretrained_dir=tmp_path)
+    assert encoder.window_seconds == 1.0 and _heard(encoder, 1.5)
+    make_whisper(tmp_path / "bare", max_source_positions=50, chunk_length=None)  # default extractor: 30 s
+    with pytest.raises(CheckpointError, match=r"takes 1 s inputs .* default feature extractor pads to 30 s"):
+        build_encoder("whisper", pretrained_dir=tmp_path / "bare")
 
 
 def test_missing_checkpoint_names_folder_and_hub_id(tmp_path):

@@ -347,7 +347,8 @@ class Data2VecAudioEncoder(_Wav2Vec2Family):
 class WhisperEncoder(TransformersEncoder):
     """Whisper's encoder on log-mel features from WhisperFeatureExtractor.
     Every item is padded to the 30 s window Whisper requires (3000 mel
-    frames, 1500 encoder frames); only the frames covering real audio are
+    frames, 1500 encoder frames; a checkpoint's own max_source_positions
+    and chunk_length decide, and must agree); only the frames covering real audio are
     valid (50 per second). Each item's input depends only on its own samples,
     so batching is padding-invariant."""
 
@@ -373,6 +374,17 @@ class WhisperEncoder(TransformersEncoder):
         # encoder frames per second: mel hop times the stride of both convs
         self.samples_per_frame = fe.hop_length * encoder.conv1.stride[0] * encoder.conv2.stride[0]
         self.window_samples = fe.n_samples
+        # the encoder takes exactly max_source_positions frames: a feature
+        # extractor padding to another length fails on the first batch
+        model_samples = config.max_source_positions * self.samples_per_frame
+        if model_samples != self.window_samples:
+            source = "its preprocessor_config.json" if self.has_preprocessor else "the default feature extractor"
+            raise CheckpointError(
+                f"WhisperEncoder: {directory}/ takes {model_samples / self.sample_rate:g} s inputs "
+                f"(max_source_positions {config.max_source_positions}) but {source} pads to "
+                f"{self.window_samples / self.sample_rate:g} s (chunk_length): give the folder the "
+                "preprocessor_config.json that came with the checkpoint.")
+        self.window_seconds = self.window_samples / self.sample_rate
         self.settings = {"preprocessor_config": self.has_preprocessor}
 
     def _run(self, waveforms, lengths, layers):
@@ -424,6 +436,15 @@ class ASTEncoder(TransformersEncoder):
         self.feature_extractor, self.has_preprocessor = self.load_feature_extractor(
             directory, "ASTFeatureExtractor", num_mel_bins=config.num_mel_bins, max_length=config.max_length)
         self.max_frames = int(self.feature_extractor.max_length)
+        if self.max_frames != config.max_length:  # the position embeddings fit max_length frames only
+            raise CheckpointError(
+                f"ASTEncoder: {directory}/preprocessor_config.json pads to max_length {self.max_frames} frames but "
+                f"the model takes {config.max_length} (config.json): give the folder the "
+                "preprocessor_config.json that came with the checkpoint.")
+        # the checkpoint's input length, not the class's 10.24 s: the feature
+        # extractor cuts every clip to max_length frames, so longer windows
+        # would lose their end (AST speech-commands checkpoints take 128 frames)
+        self.window_seconds = self.max_frames * self.fbank_shift / self.sample_rate
         self.frequency_patches, self.time_patches = model.embeddings.get_shape(config)
         self.time_stride = config.time_stride
         self.layers = self._hidden_layers(config.num_hidden_layers, config.hidden_size)
@@ -549,6 +570,7 @@ class ClapEncoder(TransformersEncoder):
             directory, "ClapFeatureExtractor", feature_size=config.num_mel_bins,
             truncation="fusion" if config.enable_fusion else "rand_trunc")
         self.window_samples = int(self.feature_extractor.nb_max_samples)
+        self.window_seconds = self.window_samples / self.sample_rate  # the extractor's max_length_s
         self.layers = [Layer("pooled", config.hidden_size), Layer("audio_embeds", config.projection_dim)]
         self.default_layer = "audio_embeds"
         self.settings = {"preprocessor_config": self.has_preprocessor,
