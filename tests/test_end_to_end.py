@@ -1,5 +1,6 @@
 """The README's main job and the task-folder commands, end to end on demo data."""
 import json
+import shutil
 import subprocess
 import sys
 
@@ -148,3 +149,17 @@ def test_benchmark_takes_hears_validation_rule_and_refit(demo_run, demo_dir):
     valid_fold = folds[first.loc[first["part"] == "valid", "id"].map(lambda i: i.split("/")[-1])].unique()
     assert len(test_fold) == 1 and list(valid_fold) == [test_fold[0] % 5 + 1]
     assert all(r["refit"] for r in result["runs"])
+
+
+def test_train_py_prints_a_protocol_note_in_one_line(demo_run, tmp_path):
+    """superb on the demo's Speech Commands v0.02 is not comparable with the
+    published v0.01 numbers: train.py says so as one `warning:` line, without
+    the Python source line a raw warning carries."""
+    runs, _ = demo_run
+    shutil.copytree(runs / "key_word_spotting" / "features", tmp_path / "features")
+    out = run("key_word_spotting", "train.py", "--protocol", "superb", "--head", "linear", "--epochs", "1",
+              "--seeds", "0", "--no-plots", "--work-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    notes = [line for line in out.stderr.splitlines() if "protocol superb is defined on" in line]
+    assert notes and all(line.startswith("warning: protocol superb") for line in notes), out.stderr
+    assert "warnings.warn" not in out.stderr
