@@ -5,8 +5,8 @@ import argparse
 import time
 from pathlib import Path
 
-from .cli import add_selection_options
-from .data.fetch import add_fetch_options, apply_fetch_options, fetch_task_data
+from .cli import add_encoder_options, add_selection_options, encoder_options
+from .data.fetch import add_fetch_options, fetch_task_data
 from .encoders import ENCODERS, PROJECT_ROOT, default_pretrained_dir
 from .entry import add_debug_option, entry_point
 from .options import device, non_negative_int, positive_int
@@ -43,6 +43,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--demo-dir", help="where demo data is generated (default: demo_data/)")
     p.add_argument("--encoder", choices=sorted(ENCODERS),
                    help="encoder (default: efficientat_mn04 if its weights are in pretrained_models/, else mfcc)")
+    add_encoder_options(p)
     p.add_argument("--tasks", nargs="+", choices=list(TASK_FOLDERS), default=list(TASK_FOLDERS))
     p.add_argument("--work-dir", help="where features and results go (default: demo_runs/ with --demo, "
                                       "else each task folder)")
@@ -74,10 +75,10 @@ def main(argv=None) -> list[dict]:
     from .probing.training import DEFAULT_RECIPE, Recipe
     from .reporting.results import markdown_table
 
-    encoder_options: dict = {}
-    apply_fetch_options(args, encoder_options)
     started = time.time()
-    encoder = args.encoder or (demo_encoder(default_pretrained_dir()) if args.demo else "mfcc")
+    pretrained_dir = Path(args.pretrained_dir) if args.pretrained_dir else default_pretrained_dir()
+    encoder = args.encoder or (demo_encoder(pretrained_dir) if args.demo else "mfcc")
+    options = encoder_options(args, encoder)
     roots: dict[str, Path] = {}
     if args.demo:
         from .data.demo import make_demo_datasets
@@ -95,7 +96,8 @@ def main(argv=None) -> list[dict]:
             roots[folder] = fetch_task_data(task, args.data_root)
         print(f"== {task.title}: extracting with {encoder}")
         store = extract_embeddings(task, encoder, roots.get(folder, args.data_root), work_dir=work_dir,
-                                   device=args.device, num_workers=args.num_workers, encoder_options=encoder_options)
+                                   device=args.device, num_workers=args.num_workers, encoder_options=options,
+                                   pretrained_dir=pretrained_dir)
         rows += run_probes(task, [store], recipe=recipe, seeds=args.seeds, device=torch_device,
                            work_dir=work_dir, validation=args.validation, refit=args.refit)
     separation = None

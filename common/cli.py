@@ -38,6 +38,25 @@ def show_warnings(message, category, *args, **kwargs):
 
 
 # --------------------------------------------------------------------------- extract
+def add_encoder_options(p: argparse.ArgumentParser) -> None:
+    """Where the encoder's weights are and how it is set up: shared by
+    extract.py and run_benchmark.py (read back by `encoder_options`)."""
+    p.add_argument("--checkpoint", help="checkpoint file or folder, instead of the default under pretrained_models/")
+    p.add_argument("--encoder-option", action="append", metavar="KEY=VALUE", help="extra encoder option, repeatable")
+    p.add_argument("--pretrained-dir", help="folder holding the checkpoints (default: pretrained_models/)")
+
+
+def encoder_options(args, encoder: str) -> dict:
+    """The encoder options of a command line (--encoder-option, --checkpoint,
+    --revision), refused in one line before any data is read."""
+    options = _options(args.encoder_option)
+    if args.checkpoint:
+        options["checkpoint"] = args.checkpoint
+    apply_fetch_options(args, options)
+    encoder_class(encoder).parse_options(options)
+    return options
+
+
 def extract_parser(task: Task) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=f"Extract pooled embeddings of every {task.title} item with a frozen encoder and store them "
@@ -58,9 +77,7 @@ def extract_parser(task: Task) -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=non_negative_int, default=None,
                    help="DataLoader decoding workers, 0 = decode in the main process (default: cores-1, max 4)")
     p.add_argument("--shard-size", type=positive_int, default=1024, help="items per saved shard (unit of resumption)")
-    p.add_argument("--checkpoint", help="checkpoint file or folder, instead of the default under pretrained_models/")
-    p.add_argument("--encoder-option", action="append", metavar="KEY=VALUE", help="extra encoder option, repeatable")
-    p.add_argument("--pretrained-dir", help="folder holding the checkpoints (default: pretrained_models/)")
+    add_encoder_options(p)
     p.add_argument("--work-dir", help="where features/ and results/ go (default: the task folder)")
     p.add_argument("--store", help="store name (default: derived from encoder, layer and pooling)")
     p.add_argument("--overwrite", action="store_true", help="rebuild a store made with other settings")
@@ -73,11 +90,7 @@ def extract_main(task: Task, argv: list[str] | None = None) -> FeatureStore:
     args = extract_parser(task).parse_args(argv)
     warnings.showwarning = show_warnings
     from .extraction.extract import extract_embeddings  # torch import after argument errors
-    options = _options(args.encoder_option)
-    if args.checkpoint:
-        options["checkpoint"] = args.checkpoint
-    apply_fetch_options(args, options)
-    encoder_class(args.encoder).parse_options(options)  # refused before any data is read
+    options = encoder_options(args, args.encoder)
     data_root = args.data_root
     if args.download is not None:
         data_root = fetch_task_data(task, task.data_root(data_root), args.download or None)

@@ -163,3 +163,22 @@ def test_train_py_prints_a_protocol_note_in_one_line(demo_run, tmp_path):
     notes = [line for line in out.stderr.splitlines() if "protocol superb is defined on" in line]
     assert notes and all(line.startswith("warning: protocol superb") for line in notes), out.stderr
     assert "warnings.warn" not in out.stderr
+
+
+def test_benchmark_takes_the_encoders_weights_and_options(demo_roots, tmp_path):
+    """run_benchmark.py reaches a checkpoint outside pretrained_models/ (here
+    a tiny 1 s Whisper) and refuses a bad --encoder-option before any data
+    is read, like extract.py."""
+    from test_transformers_encoders import make_whisper
+    make_whisper(tmp_path / "models", max_source_positions=50, chunk_length=1)
+    runs = tmp_path / "runs"
+    common = ["--data-root", str(demo_roots["esc50"].parent), "--work-dir", str(runs), "--encoder", "whisper",
+              "--tasks", "esc50_feature_fc"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*common, "--encoder-option", "layers=2"])
+    assert exit_info.value.code.startswith("error: unknown option layers for WhisperEncoder")
+    assert not runs.exists()
+    rows = main([*common, "--pretrained-dir", str(tmp_path / "models"), "--epochs", "1", "--seeds", "0"])
+    assert {row["encoder"] for row in rows} == {"whisper"} and len(rows) == 2
+    meta = json.loads(next(runs.glob("esc50_feature_fc/features/*/whisper/meta.json")).read_text())
+    assert meta["settings"]["window_seconds"] == 1.0 and meta["complete"]
