@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import warnings
 
 import numpy as np
@@ -158,6 +159,11 @@ def test_interrupted_run_resumes_and_other_settings_are_refused(demo_roots, tmp_
     with pytest.raises(RunMismatchError):
         evaluate(OracleIRM(n_fft=512), "mixture", bench, demo_roots["esc50"], tmp_path, mixture_list=listed,
                  limit=3, progress=False)
+    # the same settings on another copy of the data: refused, not resumed into the old scores
+    copy = tmp_path / "copy" / "ESC-50-master"
+    shutil.copytree(bench.root(demo_roots["esc50"]), copy)
+    with pytest.raises(RunMismatchError, match="data"):
+        evaluate(MixtureBaseline(), "mixture", bench, copy, tmp_path, mixture_list=listed, limit=3, progress=False)
 
 
 def test_a_run_that_scores_nothing_records_nothing_and_blocks_nothing(demo_roots, tmp_path):

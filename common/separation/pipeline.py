@@ -184,8 +184,10 @@ def evaluate(separator: Separator, method: str, bench: Benchmark, data_root, wor
 
     from ..reporting.results import append_csv, now
     kwargs = {"mixture_list": mixture_list, "mixture_dir": mixture_dir} if bench.name == "esc50" else {}
+    # the data is part of the settings: scores of another copy (demo or real) are never resumed into
     settings = {"benchmark": bench.settings(**kwargs), "method": method, "method_config": separator.config(),
-                "limit": limit}
+                "limit": limit, "data": str(Path(bench.root(data_root)).resolve()),
+                "mixture_dir": str(Path(mixture_dir).expanduser().resolve()) if mixture_dir else None}
     paths = RunPaths(Path(work_dir) / "results" / bench.name / method)
     previous = _read_json(paths.settings)
     saved = _read_scores(paths.scores)
