@@ -110,9 +110,9 @@ def main(argv=None) -> list[dict]:
     print()
     print(markdown_table(rows))
     if separation is not None:
-        from .separation.report import markdown_rows
+        from .separation.report import published_rows, table_with_notes
         print()
-        print(markdown_rows(separation))
+        print(table_with_notes(separation, published_rows()))
     print(f"\n{len(rows)} results in {time.time() - started:.0f} s; per-run JSON and results.csv under "
           f"{work_root or 'each task folder'}")
     return rows

@@ -58,7 +58,8 @@ def choose_probe(task: Task, work_dirs: list[Path], encoder: str | None = None, 
         wanted = ", ".join(f"{k} {v}" for k, v in (("encoder", encoder), ("head", head), ("protocol", protocol),
                                                    ("store", store), ("layer", layer), ("split", split)) if v)
         raise ProbeError(f"no saved {task.name} probe{' with ' + wanted if wanted else ''} under "
-                         f"{' or '.join(str(Path(w) / 'results') for w in work_dirs)}: run `python train.py` first")
+                         f"{' or '.join(str(Path(w) / 'results') for w in work_dirs)}: run `python train.py` in "
+                         f"{task.folder.name}/ first")
     return found[0][0]
 
 
