@@ -5,11 +5,11 @@ import argparse
 import time
 from pathlib import Path
 
-from .cli import add_encoder_options, add_selection_options, encoder_options
+from .cli import add_encoder_options, add_selection_options, encoder_options, recipe_from_args
 from .data.fetch import add_fetch_options, fetch_task_data
 from .encoders import ENCODERS, PROJECT_ROOT, default_pretrained_dir
 from .entry import add_debug_option, entry_point
-from .options import device, non_negative_int, positive_int
+from .options import HelpFormatter, device, non_negative_int, positive_int
 from .task import load_task
 
 # task folder -> name of its dataset in common.data.demo
@@ -34,7 +34,7 @@ def parser() -> argparse.ArgumentParser:
         description="Run the benchmark on all six tasks (extract embeddings, train both probes on the official "
                     "protocols) and print one results table. --demo makes small synthetic datasets in the "
                     "official layouts and runs on them; --data-root runs on the real datasets.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--demo", action="store_true", help="generate demo data (into demo_data/) and run on it")
     src.add_argument("--data-root", help="folder holding the six datasets in their official layouts "
@@ -42,17 +42,22 @@ def parser() -> argparse.ArgumentParser:
                                          "speech_commands_v0.0x/, ICBHI_final_database/)")
     p.add_argument("--demo-dir", help="where demo data is generated (default: demo_data/)")
     p.add_argument("--encoder", choices=sorted(ENCODERS),
-                   help="encoder (default: efficientat_mn04 if its weights are in pretrained_models/, else mfcc)")
+                   help="encoder (default with --demo: efficientat_mn04 if its weights are in "
+                        "pretrained_models/efficientat_mn04/ (or --pretrained-dir), else mfcc; with --data-root: mfcc)")
     add_encoder_options(p)
-    p.add_argument("--tasks", nargs="+", choices=list(TASK_FOLDERS), default=list(TASK_FOLDERS))
+    p.add_argument("--tasks", nargs="+", choices=list(TASK_FOLDERS), default=list(TASK_FOLDERS), metavar="TASK",
+                   help=f"task folders to run, of: {', '.join(TASK_FOLDERS)} (default: all six)")
     p.add_argument("--work-dir", help="where features and results go (default: demo_runs/ with --demo, "
                                       "else each task folder)")
-    p.add_argument("--epochs", type=positive_int, default=100, help="maximum probe epochs")
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="probe epochs, used as given (default: the recipe's, at most 100 and fewer on large "
+                        "training sets)")
     p.add_argument("--seeds", type=non_negative_int, nargs="+", default=None,
                    help="probe seeds (default: 0 1 2 on single-split tasks, one per fold on k-fold tasks)")
     add_selection_options(p, scope=" on the fold tasks (ESC-50, UrbanSound8K)")
-    p.add_argument("--device", default="auto", type=device)
-    p.add_argument("--num-workers", type=non_negative_int, default=None)
+    p.add_argument("--device", default="auto", type=device, help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--num-workers", type=non_negative_int, default=None,
+                   help="extraction's decoding workers, 0 = decode in the main process (default: cores-1, max 4)")
     p.add_argument("--download", action="store_true",
                    help="first fetch each task's official dataset archives into --data-root (verified, resumable, "
                         "licence printed; a dataset already complete there is not fetched again)")
@@ -72,7 +77,6 @@ def main(argv=None) -> list[dict]:
     warnings.showwarning = show_warnings
     from .extraction.extract import extract_embeddings, resolve_device
     from .probing.evaluate import run_probes
-    from .probing.training import DEFAULT_RECIPE, Recipe
     from .reporting.results import markdown_table
 
     started = time.time()
@@ -86,7 +90,7 @@ def main(argv=None) -> list[dict]:
         made = make_demo_datasets(demo_dir, tasks=[TASK_FOLDERS[t] for t in args.tasks])
         roots = {t: made[TASK_FOLDERS[t]] for t in args.tasks}
     work_root = Path(args.work_dir) if args.work_dir else (PROJECT_ROOT / "demo_runs" if args.demo else None)
-    recipe = Recipe(**{**DEFAULT_RECIPE.to_dict(), "epochs": args.epochs}) if args.epochs != 100 else DEFAULT_RECIPE
+    recipe = recipe_from_args(args)
     torch_device = resolve_device(args.device)
     rows = []
     for folder in args.tasks:
@@ -108,9 +112,9 @@ def main(argv=None) -> list[dict]:
     print()
     print(markdown_table(rows))
     if separation is not None:
-        from .separation.report import markdown_rows
+        from .separation.report import published_rows, table_with_notes
         print()
-        print(markdown_rows(separation))
+        print(table_with_notes(separation, published_rows()))
     print(f"\n{len(rows)} results in {time.time() - started:.0f} s; per-run JSON and results.csv under "
           f"{work_root or 'each task folder'}")
     return rows

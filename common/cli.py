@@ -13,7 +13,7 @@ from .entry import add_debug_option, entry_point
 from .errors import UserError
 from .extraction.pooling import POOLINGS
 from .extraction.store import FeatureStore, find_stores
-from .options import OptionError, device, learning_rate, non_negative_int, positive_float, positive_int
+from .options import HelpFormatter, OptionError, device, learning_rate, non_negative_int, positive_float, positive_int
 from .probing.protocols import VALIDATION_RULES, OfficialFolds
 from .probing.training import DEFAULT_RECIPE, SEEDS_RECIPE, Recipe
 from .task import Task
@@ -62,7 +62,7 @@ def extract_parser(task: Task) -> argparse.ArgumentParser:
         description=f"Extract pooled embeddings of every {task.title} item with a frozen encoder and store them "
                     f"under {task.folder.name}/features/. Re-running with the same settings resumes an "
                     "interrupted extraction or reuses a complete one.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("--encoder", required=True, choices=sorted(ENCODERS), help="encoder from the registry")
     p.add_argument("--data-root", help=f"dataset root in its official layout (default: ${task.data_env}); "
                                        f"download: {task.download}")
@@ -121,13 +121,14 @@ def train_parser(task: Task) -> argparse.ArgumentParser:
         description=f"Train probes on stored {task.title} features and write results under "
                     f"{task.folder.name}/results/. Protocols: "
                     + "; ".join(f"{name}: {pr.description}" for name, pr in task.protocols.items()),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("--encoder", help="train on this encoder's features (default: every encoder that has features)")
     p.add_argument("--store", help="a store name under features/<dataset>/ (when an encoder has several)")
     p.add_argument("--layer", default=None,
                    help="stored layer to probe: a name or an index, 'all' for each layer in turn, or 'weighted' for "
                         "a learnable weighted sum of all stored layers (default: the store's default layer)")
-    p.add_argument("--head", default="both", choices=("linear", "three_layer", "both"))
+    p.add_argument("--head", default="both", choices=("linear", "three_layer", "both"),
+                   help="probe head(s) to train: one linear layer, three layers (256-unit hidden), or both")
     p.add_argument("--protocol", nargs="+", default=None, choices=list(task.protocols),
                    help="protocols to run (default: all official ones)")
     p.add_argument("--split", default="official", choices=("official", "random"),
@@ -139,34 +140,44 @@ def train_parser(task: Task) -> argparse.ArgumentParser:
                    help="probe seeds; mean ± std over them (default: 0 1 2 on single-split protocols, 0 on k-fold "
                         "protocols, whose folds give the spread)")
     p.add_argument("--recipe", default="default", choices=("default", "seeds"),
-                   help=f"default: lr grid {list(DEFAULT_RECIPE.lrs)} and epoch picked on validation "
+                   help=f"default (the default): lr grid {list(DEFAULT_RECIPE.lrs)} and epoch picked on validation "
                         f"({DEFAULT_RECIPE.name}); seeds: the seeds' lr 1e-3, batch 8, 100 epochs, last epoch")
-    p.add_argument("--epochs", type=positive_int, default=None, help="maximum epochs (default: the recipe's, 100)")
-    p.add_argument("--lr", type=learning_rate, default=None, help="pin the learning rate (no grid)")
-    p.add_argument("--batch-size", type=positive_int, default=None, help="probe batch size (default: the recipe's)")
-    p.add_argument("--device", default="auto", type=device, help="auto (CUDA when present), cpu, cuda")
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="epochs, used as given (default: the recipe's: at most 100, fewer on large training sets)")
+    p.add_argument("--lr", type=learning_rate, default=None,
+                   help="pin the learning rate (default: the recipe's grid, or 1e-3 for seeds)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="probe batch size, used as given (default: the recipe's: 64, larger on large training "
+                        "sets; seeds: 8)")
+    p.add_argument("--device", default="auto", type=device, help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures beside each result")
     p.add_argument("--work-dir", help="where features/ and results/ are (default: the task folder)")
     return add_debug_option(p)
 
 
 def recipe_from_args(args) -> Recipe:
-    base = SEEDS_RECIPE if args.recipe == "seeds" else DEFAULT_RECIPE
+    """The recipe named by --recipe with --epochs, --lr and --batch-size
+    applied (train.py; run_benchmark.py, which has only --epochs). A changed
+    recipe is named after its changes, so results never record `grid-v2` for
+    settings that are not grid-v2's."""
+    recipe, epochs = getattr(args, "recipe", "default"), getattr(args, "epochs", None)
+    lr, batch_size = getattr(args, "lr", None), getattr(args, "batch_size", None)
+    base = SEEDS_RECIPE if recipe == "seeds" else DEFAULT_RECIPE
     changes = {}
-    if args.epochs is not None:
-        changes["epochs"] = args.epochs
-    if args.lr is not None:
-        changes["lrs"] = (args.lr,)
-    if args.batch_size is not None:
-        changes["batch_size"] = args.batch_size
+    if epochs is not None:
+        changes["epochs"] = epochs
+    if lr is not None:
+        changes["lrs"] = (lr,)
+    if batch_size is not None:
+        changes["batch_size"] = batch_size
     if not changes:
         return base
     fields = {**base.to_dict(), **changes}
     fields["name"] = base.name + "+" + ",".join(f"{k}={v[0] if k == 'lrs' else v}" for k, v in changes.items())
     # a value the user pins is used as given, not rescaled by the size rules
-    if args.batch_size is not None:
+    if batch_size is not None:
         fields["steps_per_epoch"] = None
-    if args.epochs is not None:
+    if epochs is not None:
         fields["item_budget"] = None
     return Recipe(**fields)
 
@@ -174,19 +185,24 @@ def recipe_from_args(args) -> Recipe:
 @entry_point
 def train_main(task: Task, argv: list[str] | None = None) -> list[dict]:
     args = train_parser(task).parse_args(argv)
-    warnings.showwarning = show_warnings  # protocol notes (e.g. another dataset version) in one line
     from .extraction.extract import resolve_device
     from .probing.evaluate import run_probes
     from .reporting.results import markdown_table
 
+    warnings.showwarning = show_warnings
     work_dir = Path(args.work_dir or task.folder)
-    stores = find_stores(work_dir / "features", args.encoder)
+    stores = find_stores(work_dir / "features", args.encoder, task=task.name)
     if args.store:
         stores = [s for s in stores if s.path.name == args.store]
     if not stores:
-        what = f"for encoder {args.encoder!r} " if args.encoder else ""
-        raise UserError(f"no complete features {what}under {work_dir / 'features'}: run "
-                      f"`python extract.py --encoder NAME --data-root DIR` first")
+        what = " ".join(filter(None, (f"of encoder {args.encoder!r}" if args.encoder else "",
+                                      f"in store {args.store!r}" if args.store else "")))
+        others = sorted({s.meta()["settings"].get("task") for s in find_stores(work_dir / "features")} - {task.name})
+        hint = f" (the stores there are of task {', '.join(map(str, others))}, e.g. copied with the folder)" \
+            if others else ""
+        raise UserError(f"no complete {task.name} features {what + ' ' if what else ''}under "
+                        f"{work_dir / 'features'}{hint}: run `python extract.py --encoder NAME --data-root DIR` "
+                        "first")
     recipe = recipe_from_args(args)
     torch_device = resolve_device(args.device)
     heads = ["linear", "three_layer"] if args.head == "both" else [args.head]

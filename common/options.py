@@ -20,6 +20,19 @@ class OptionError(UserError, argparse.ArgumentTypeError, ValueError):
     """A setting outside its valid range (argparse shows it after the option's name)."""
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help of every command line: each option's default stated once. Where
+    the help text already says it ("default: ...") or there is none to state
+    (None, a switch that is off, a required option), nothing is appended;
+    elsewhere "(default: X)"."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or action.required:
+            return text
+        return super()._get_help_string(action)
+
+
 def _number(text, kind, name: str):
     try:
         return kind(text)

@@ -297,6 +297,14 @@ def test_refuses_to_overwrite_foreign_data(tmp_path):
     with pytest.raises(FileExistsError):
         make_demo_datasets(tmp_path, tasks=["esc50"])
     assert (real / "precious.txt").read_text() == "real data"
+    # the command line: one line and a non-zero exit; a nonsense seed is refused before anything is written
+    from common.data.demo import main
+    with pytest.raises(SystemExit) as end:
+        main(["--out", str(tmp_path), "--tasks", "esc50"])
+    assert str(end.value).startswith("error: ") and "nothing was deleted" in str(end.value)
+    with pytest.raises(SystemExit) as end:
+        main(["--out", str(tmp_path / "new"), "--seed", "-1"])
+    assert end.value.code == 2 and not (tmp_path / "new").exists()
 
 
 def test_cli_help():

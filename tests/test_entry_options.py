@@ -76,7 +76,7 @@ def test_a_damaged_store_is_one_line_and_debug_gives_the_traceback(tmp_path):
     (store / "meta.json").write_text("")        # as a crashed writer used to leave it
     out = run_script("esc50_feature_fc", "train.py", "--work-dir", tmp_path)
     assert out.returncode != 0 and "Traceback" not in out.stderr
-    assert "meta.json is damaged" in out.stderr and "no complete features" in out.stderr
+    assert "meta.json is damaged" in out.stderr and "no complete esc50 features" in out.stderr
     from common.data import DatasetError
     with pytest.raises(DatasetError):        # --debug: the traceback instead of the line
         extract_main(ESC50, ["--encoder", "mfcc", "--data-root", str(tmp_path / "none"), "--debug"])
@@ -105,6 +105,30 @@ def test_nonsense_settings_are_refused_at_parse_time(script, option, value, caps
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"argument {option}" in err and "must" in err or "unknown device" in err or "CUDA" in err
+
+
+def test_run_benchmark_epochs_are_used_as_given_and_named_in_the_recipe():
+    from common.cli import recipe_from_args
+    from common.probing.training import DEFAULT_RECIPE
+    assert recipe_from_args(benchmark_parser().parse_args(["--demo"])) is DEFAULT_RECIPE
+    recipe = recipe_from_args(benchmark_parser().parse_args(["--demo", "--epochs", "3"]))
+    assert (recipe.name, recipe.epochs, recipe.item_budget) == ("grid-v2+epochs=3", 3, None)
+    assert recipe.plan(10_000_000)["epochs"] == 3   # not shrunk by the size rules
+    assert recipe_from_args(train_parser(ESC50).parse_args(["--epochs", "3"])) == recipe   # as train.py does
+
+
+@pytest.mark.parametrize("script", ["extract", "train", "predict", "benchmark", "report"])
+def test_help_states_each_default_once_and_never_none(script):
+    from common.reporting.report import parser as report_parser
+    parsers = {**PARSERS, "report": report_parser}
+    parser = parsers[script]()
+    formatter = parser._get_formatter()
+    helps = {a.dest: formatter._expand_help(a) for a in parser._actions if a.help}
+    for dest, text in helps.items():
+        assert "(default: None)" not in text and "(default: False)" not in text, dest
+        assert text.count("default:") <= 1, dest   # a default the help text states is not appended again
+    if script == "train":
+        assert helps["head"].endswith("or both (default: both)")
 
 
 def test_sensible_settings_pass():

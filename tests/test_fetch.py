@@ -312,6 +312,36 @@ def test_complete_data_placed_by_hand_is_not_fetched_and_a_partial_one_is_comple
     assert task.read(placed / "toy").complete
 
 
+def test_an_unreachable_server_is_one_line_saying_what_to_put_where(tmp_path, monkeypatch):
+    import socket
+    from common.data.fetch import failure_reason
+    for name in ("AUDIO_PROBES_MIRROR", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                 "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AUDIO_PROBES_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    with socket.socket() as probe:   # a port nothing listens on once the socket is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    download = DatasetDownload(name="Toy", licence="Toy: made by the tests", root="toy", files=(RemoteFile(
+        url=f"http://127.0.0.1:{port}/toy.zip", filename="toy.zip", checksum=None, unpack_to="", provides="toy"),))
+    data = tmp_path / "data"
+    for offline in ("0", "1"):
+        monkeypatch.setenv("AUDIO_PROBES_OFFLINE", offline)
+        with pytest.raises(FetchError) as err:
+            fetch_dataset(download, data)
+        message = str(err.value)
+        assert "\n" not in message and f"http://127.0.0.1:{port}/toy.zip" in message
+        assert f"put it in {data / '.downloads'}/" in message and f"unpack it yourself into {data}/" in message
+        assert ("downloads are off" if offline == "1" else "127.0.0.1 cannot be reached (ConnectionError)") in message
+    # a machine without DNS: the host is named, not a 200-character dump of the exception chain
+    unresolved = ConnectionError("HTTPSConnectionPool(host='github.com', port=443): Max retries exceeded (Caused by "
+                                 "NameResolutionError(\"Failed to resolve 'github.com' ([Errno -2] Name or service "
+                                 "not known)\"))")
+    assert failure_reason(unresolved, "https://github.com/x.zip").startswith(
+        "github.com cannot be reached: its name does not resolve")
+
+
 # --------------------------------------------------------------------------- encoder weights
 def test_efficientat_weights_are_fetched_verified_and_used(shared_dir, server, tmp_path):
     weights = shared_dir / "pretrained" / "efficientat_mn04" / "mn04_as_mAP_432.pt"

@@ -6,7 +6,8 @@ import pytest
 from toy import make_toy_task
 
 from common.extraction.extract import extract_embeddings
-from common.probing.evaluate import probe_layers, run_probes
+from common.errors import UserError
+from common.probing.evaluate import LayerError, probe_layers, run_probes
 from common.probing.training import Recipe
 
 
@@ -44,3 +45,19 @@ def test_weighted_sum_probe_records_its_layer_weights(all_layers):
     weights = result["runs"][0]["layer_weights"]
     assert len(weights) == 2 and np.isclose(sum(weights), 1.0)
     assert float(rows[0]["mean"]) > 0.6  # three well-separated tones
+
+
+def test_a_layer_choice_is_served_by_the_stores_that_hold_it(all_layers, capsys):
+    # README, "Comparing": extract with --layer all beside an earlier default-layer store, then --layer weighted
+    task, multi, work = all_layers
+    single = extract_embeddings(task, "mfcc", task.folder, work_dir=work, num_workers=0, progress=False,
+                                encoder_options={"n_mfcc": "64"})
+    assert single.path != multi.path and list(single.meta()["settings"]["layers"]) == ["mfcc"]
+    rows = run_probes(task, [single, multi], layer="weighted", heads=("linear",), recipe=Recipe("t", (1e-2,), 16, 5),
+                      work_dir=work, progress=True, plots=False)
+    assert [(r["store"], r["layer"]) for r in rows] == [(multi.path.name, "weighted")]
+    assert f"skipping store {single.path.name}: --layer weighted needs features of several layers" \
+        in capsys.readouterr().out
+    with pytest.raises(LayerError, match="needs features of several layers") as err:   # no store can: one line
+        run_probes(task, [single], layer="weighted", work_dir=work, progress=False, plots=False)
+    assert isinstance(err.value, UserError)

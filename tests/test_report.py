@@ -269,7 +269,37 @@ def test_latest_row_wins_for_duplicates(runs, tmp_path):
     assert cell.heads[first["head"].iloc[0]].mean == pytest.approx(12.3)
 
 
+def test_a_weighted_sum_probe_is_labelled_as_one(runs, tmp_path):
+    rows = pd.read_csv(runs / "esc50_feature_fc" / "results" / "results.csv", dtype=str, keep_default_na=False)
+    weighted = rows[rows["store"] == SECOND].assign(layer="weighted").drop_duplicates(["head", "protocol"])
+    board = build_leaderboard([write_results(tmp_path / "results", weighted.to_dict("records"))], published=None)
+    assert [e.label for e in board.entries] == [f"{SECOND}/weighted"]
+
+
+def test_report_finds_a_task_folder_added_by_copying_one(tmp_path, monkeypatch):
+    from common.reporting import report
+    (tmp_path / "mydata").mkdir()
+    (tmp_path / "mydata" / "task.py").write_text("# a copied task folder\n")
+    write_results(tmp_path / "mydata" / "results", [{"task": "mydata", "variant": "mydata"}])
+    monkeypatch.setattr(report, "PROJECT_ROOT", tmp_path)
+    assert report.result_files() == [(tmp_path / "mydata" / "results" / "results.csv", "")]
+    assert [c.task for c in report.build_leaderboard(published=None).columns] == ["mydata"]
+
+
+def test_the_run_table_tells_stores_and_validation_rules_apart():
+    from common.reporting.results import markdown_table
+    rows = [{**BASE_ROW, "validation": "carve", "refit": False},
+            {**BASE_ROW, "store": "mfcc.max", "validation": "carve", "refit": False},
+            {**BASE_ROW, "validation": "next-fold", "refit": True},
+            {**BASE_ROW, "split": "random", "validation": "carve", "refit": False}]
+    lines = markdown_table(rows).splitlines()[2:]
+    cells = [[c.strip() for c in line.split("|")[2:4]] for line in lines]
+    assert cells == [["official", "mfcc"], ["official", "mfcc (mfcc.max)"], ["official [next-fold, refit]", "mfcc"],
+                     ["official [random split]", "mfcc"]]
+
+
 def test_report_command_writes_markdown_csv_and_png(runs, tmp_path):
+    (tmp_path / "comparisons.csv").write_text("left,by,an,earlier,report\n1,2,3,4,5\n")
     out = subprocess.run([sys.executable, str(PROJECT_ROOT / "report.py"), "--work-dir", str(runs),
                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -280,6 +310,9 @@ def test_report_command_writes_markdown_csv_and_png(runs, tmp_path):
     assert {"ESC-50", "ESC-50 std", "ESC-50 head", "ESC-50 linear valid", "ESC-50 three_layer test"} <= \
         set(table.columns)
     check_png(tmp_path / "leaderboard.png")
+    # demo data pairs with no published number: comparisons.csv says so instead of keeping an earlier one
+    comparisons = pd.read_csv(tmp_path / "comparisons.csv")
+    assert comparisons.empty and {"column", "protocol", "validation", "kind", "value"} <= set(comparisons.columns)
     with pytest.raises(SystemExit, match="error: no results.csv"):
         report_main(["--work-dir", str(tmp_path / "none"), "--out", str(tmp_path)])
     bad = write_published(tmp_path / "bad.csv", [{"value": "n/a"}])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import warnings
 
 import numpy as np
@@ -158,6 +159,29 @@ def test_interrupted_run_resumes_and_other_settings_are_refused(demo_roots, tmp_
     with pytest.raises(RunMismatchError):
         evaluate(OracleIRM(n_fft=512), "mixture", bench, demo_roots["esc50"], tmp_path, mixture_list=listed,
                  limit=3, progress=False)
+    # the same settings on another copy of the data: refused, not resumed into the old scores
+    copy = tmp_path / "copy" / "ESC-50-master"
+    shutil.copytree(bench.root(demo_roots["esc50"]), copy)
+    with pytest.raises(RunMismatchError, match="data"):
+        evaluate(MixtureBaseline(), "mixture", bench, copy, tmp_path, mixture_list=listed, limit=3, progress=False)
+
+
+def test_a_run_that_scores_nothing_records_nothing_and_blocks_nothing(demo_roots, tmp_path):
+    from common.separation.pipeline import NothingScoredError
+    # the official list on the demo ESC-50: none of its clips are there
+    listed = tmp_path / "official_names.csv"
+    read_mixture_list(ESC50_MIXTURE_LIST).head(3).to_csv(listed, index=False)
+    with pytest.raises(NothingScoredError, match="none of the 3 esc50 mixtures could be scored .3 failed, the first"):
+        evaluate(MixtureBaseline(), "mixture", BENCHMARKS["esc50"], demo_roots["esc50"], tmp_path,
+                 mixture_list=listed, progress=False)
+    assert not (tmp_path / "results" / "separation_results.csv").exists()
+    with pytest.raises(NothingScoredError):   # the same command again: the same error, not a CSV parse error
+        evaluate(MixtureBaseline(), "mixture", BENCHMARKS["esc50"], demo_roots["esc50"], tmp_path,
+                 mixture_list=listed, progress=False)
+    # other settings are not refused: there are no scores to protect
+    run = evaluate(MixtureBaseline(), "mixture", BENCHMARKS["esc50"], demo_roots["esc50"], tmp_path,
+                   mixture_list=_esc50_demo_list(demo_roots), limit=2, progress=False)
+    assert run.result["scored"] == 2
 
 
 # --------------------------------------------------------------------------- methods
@@ -198,6 +222,22 @@ def test_nmf_recovers_distinct_sources_and_oracle_irm_bounds_it(two_sources, nmf
     assert score(low, plain.target, mixture)["sdri"] == 0.0
     # the query's text alone names the target; every other class stands for the rest
     assert nmf.resolve(Query(text="Low")) == ["low", "high"]
+
+
+def test_default_bases_are_the_newest_that_know_the_classes(nmf_bases, tmp_path):
+    from common.separation.nmf import BasesError
+    folder = tmp_path / "nmf"
+    older = save_bases(dict(zip(("low", "high"), NMFSeparator(nmf_bases).bases.values())), folder / "older",
+                       {"dataset": "synthetic", "sample_rate": SR, "created": "2000-01-01 00:00:00"})
+    newer = save_bases({"bass": np.ones((129, 2), np.float32), "brass": np.ones((129, 2), np.float32)},
+                       folder / "newer", {"dataset": "nsynth", "sample_rate": SR})
+    assert NMFSeparator(folder).bases_path == newer
+    assert NMFSeparator(folder, classes=["High"]).bases_path == older
+    assert NMFSeparator(folder, dataset="synthetic").bases_path == older
+    with pytest.raises(BasesError, match="no NMF bases that know 'dog'.*older.bases.json .synthetic: low, high"):
+        NMFSeparator(folder, classes=["dog"])
+    with pytest.raises(BasesError, match="no NMF bases under .*: train them first"):
+        NMFSeparator(tmp_path / "not_made_yet")
 
 
 def test_registry_builds_the_baselines_and_nmf(nmf_bases):
@@ -265,4 +305,5 @@ def test_nsynth_duets_pair_two_families_and_score_bss_eval(demo_roots, tmp_path)
         [m.info["target_clip"] for _, m in bench.mixtures(demo_roots["nsynth"])]   # a fixed draw
     run = evaluate(OracleIRM(), "oracle_irm", bench, demo_roots["nsynth"], tmp_path, progress=False)
     assert run.result["scored"] == 3 and run.scores["bss_sdr"].notna().all()
+    assert run.result["dataset_complete"] is False   # 50 demo test notes, not NSynth's 4,096
     assert (run.scores["sdri"] > 0).all()

@@ -151,3 +151,21 @@ def test_a_moved_data_folder_reuses_its_store_with_new_paths(tmp_path, capsys):
     assert again.meta()["settings"]["dataset_root"] == str((tmp_path / "moved").resolve())
     assert all(p.startswith(str((tmp_path / "moved").resolve())) for p in again.items()["path"])
     np.testing.assert_array_equal(again.load().embeddings["mfcc"], clean.embeddings["mfcc"])
+
+
+def test_a_copied_task_folder_never_probes_the_old_tasks_stores(tmp_path, capsys):
+    # README, "Adding a task": a task folder copied with its features/ holds the old task's stores
+    import dataclasses
+
+    from common.cli import train_main
+    task = make_toy_task(tmp_path / "data")
+    store = extract(task, tmp_path)
+    copy = dataclasses.replace(task, name="copy", title="Copy")
+    features = tmp_path / "work" / "features"
+    assert [s.path for s in find_stores(features, task="toy")] == [store.path]
+    assert find_stores(features, task="copy") == []
+    with pytest.raises(SystemExit) as end:
+        train_main(copy, ["--work-dir", str(tmp_path / "work"), "--no-plots"])
+    assert str(end.value).startswith("error: no complete copy features under ")
+    assert "of task toy" in str(end.value) and "\n" not in str(end.value)
+    assert not (tmp_path / "work" / "results").exists()  # nothing trained on the other task's features

@@ -70,6 +70,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ..entry import add_debug_option, entry_point
+from ..options import non_negative_int, positive_int
 from .speech_commands import V2_ONLY_WORDS
 
 TASKS = ("esc50", "urbansound8k", "nsynth", "librispeech", "speech_commands", "icbhi")
@@ -1117,6 +1119,7 @@ def make_demo_datasets(out_dir: str | Path, tasks=None, seed: int = 0, workers: 
     return roots
 
 
+@entry_point
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m common.data.demo",
@@ -1125,17 +1128,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="directory to write the datasets into")
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=None, metavar="TASK",
                         help=f"tasks to generate (default: all): {', '.join(TASKS)}")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes; default 0)")
-    parser.add_argument("--workers", type=int, default=2,
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="random seed (same seed, same bytes; default 0)")
+    parser.add_argument("--workers", type=positive_int, default=2,
                         help="processes generating tasks in parallel (output does not depend on it; default 2)")
     parser.add_argument("--quiet", action="store_true", help="do not list the awkward files")
-    args = parser.parse_args(argv)
+    args = add_debug_option(parser).parse_args(argv)
     t0 = time.perf_counter()
-    try:
-        roots = make_demo_datasets(args.out, args.tasks, args.seed, args.workers)
-    except FileExistsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    roots = make_demo_datasets(args.out, args.tasks, args.seed, args.workers)  # a foreign folder: one-line error
     for task, root in roots.items():
         print(f"{task:16s} {roots.counts[task]:4d} audio files -> {root}")
         if not args.quiet:

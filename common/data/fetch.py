@@ -141,6 +141,22 @@ def _size(n: int | None) -> str:
     return ""
 
 
+_UNRESOLVED = ("NameResolution", "Name or service not known", "Temporary failure in name resolution",
+               "nodename nor servname", "getaddrinfo failed", "No address associated")
+
+
+def failure_reason(err: BaseException, url: str) -> str:
+    """Why a download failed, in a few words: a host that cannot be reached by
+    its name, else the error's own first 200 characters."""
+    host = urlsplit(url).hostname or url
+    text = " ".join(f"{type(err).__name__}: {err}".split())
+    if any(key in text for key in _UNRESOLVED):
+        return f"{host} cannot be reached: its name does not resolve (no network here, or a proxy is needed)"
+    if any(key in text for key in ("ConnectError", "ConnectionError", "Connection refused")):
+        return f"{host} cannot be reached ({type(err).__name__})"
+    return text[:200]
+
+
 class ResumingDownloader:
     """A pooch downloader that keeps what arrived in `<file>.part` and asks
     only for the rest next time (HTTP Range); a server that ignores the range
@@ -183,24 +199,27 @@ def _matches(path: Path, checksum: str) -> bool:
     return pooch.hashes.hash_matches(str(path), checksum)
 
 
-def fetch_file(remote: RemoteFile, folder: Path, by_hand: str | None = None, verified_only: bool = True) -> Path:
+def fetch_file(remote: RemoteFile, folder: Path, by_hand: str | None = None, verified_only: bool = True,
+               manual: str | None = None) -> Path:
     """`folder/remote.filename`, downloaded once and verified against the
     recorded checksum. Offline only a file already there (and verified) is
     used; otherwise a one-line FetchError says what to download from where
-    (`by_hand`: where to put it). A file with no published checksum is refused
+    (`by_hand`: the folder to put it in; `manual`: the whole instruction, when
+    it is more than that). A file with no published checksum is refused
     when `verified_only` (weights), fetched with a warning otherwise (dataset
     archives, whose readers then check item counts)."""
     folder = Path(folder)
     target = folder / remote.filename
     where = by_hand or f"{folder}/"
+    manual = manual or f"download {remote.url} and put it in {where}"
     if remote.checksum is None and verified_only:
         raise FetchError(f"no published checksum is recorded for {remote.filename}, so it is not fetched "
-                         f"unverified: download {remote.url} and put it in {where}")
+                         f"unverified: {manual}")
     if offline():
         if target.is_file() and (remote.checksum is None or _matches(target, remote.checksum)):
             return target
-        raise FetchError(f"{remote.filename} is not in {where} and downloads are off (--offline or "
-                         f"HF_HUB_OFFLINE=1): download {remote.url} and put it there")
+        raise FetchError(f"{remote.filename} is not in {folder}/ and downloads are off (--offline or "
+                         f"HF_HUB_OFFLINE=1): {manual}")
     import pooch
     import requests
     folder.mkdir(parents=True, exist_ok=True)
@@ -217,12 +236,13 @@ def fetch_file(remote: RemoteFile, folder: Path, by_hand: str | None = None, ver
             raise
         raise ChecksumError(f"{remote.filename} from {mirrored(remote.url)} does not match its recorded checksum "
                             f"{remote.checksum} (corrupted in transit, or changed upstream); it was deleted: run "
-                            f"again to download it afresh, or download it by hand and put it in {where}") from err
+                            f"again to download it afresh, or {manual}") from err
     except (requests.RequestException, OSError) as err:
         kept = downloader.partial
         resume = f" ({_size(kept.stat().st_size)} kept in {kept}, resumed next time)" if kept.exists() else ""
-        raise FetchError(f"downloading {remote.filename} from {mirrored(remote.url)} failed: "
-                         f"{type(err).__name__}: {str(err)[:200]}{resume}; run again to continue") from err
+        raise FetchError(f"downloading {remote.filename} from {mirrored(remote.url)} failed "
+                         f"({failure_reason(err, mirrored(remote.url))}){resume}; run again to continue, or "
+                         f"{manual}") from err
     return target
 
 
@@ -277,11 +297,12 @@ def fetch_hub_file(remote: HubFile, by_hand: str) -> Path:
     if offline():
         raise FetchError(f"{remote.filename} is not in {by_hand} nor in the Hugging Face cache and downloads are "
                          f"off (--offline or HF_HUB_OFFLINE=1): download {remote.url} and put it there")
+    url = huggingface_hub.hf_hub_url(**where, revision=remote.revision)
     try:
-        meta = huggingface_hub.get_hf_file_metadata(huggingface_hub.hf_hub_url(**where, revision=remote.revision))
+        meta = huggingface_hub.get_hf_file_metadata(url)
     except Exception as err:  # network, unknown repository, file or revision
-        raise FetchError(f"cannot fetch {remote.filename} from {remote.url} ({type(err).__name__}: "
-                         f"{str(err)[:200]}); run again, or download it and put it in {by_hand}") from err
+        raise FetchError(f"cannot fetch {remote.filename} from {remote.url} ({failure_reason(err, url)}); run "
+                         f"again, or download it and put it in {by_hand}") from err
     published = str(meta.etag or "").strip('"').lower()
     if not SHA256_HEX.fullmatch(published):  # not an LFS file: the hub publishes no sha256 for it
         raise FetchError(f"the hub publishes no sha256 for {remote.filename}, so it is not fetched unverified: "
@@ -296,8 +317,8 @@ def fetch_hub_file(remote: HubFile, by_hand: str) -> Path:
     try:  # by the same revision, so that the cache's refs/main is written for the next (offline) run
         path = Path(huggingface_hub.hf_hub_download(**where, revision=remote.revision))
     except Exception as err:
-        raise FetchError(f"downloading {remote.filename} from {remote.url} failed ({type(err).__name__}: "
-                         f"{str(err)[:200]}); run again to continue") from err
+        raise FetchError(f"downloading {remote.filename} from {remote.url} failed ({failure_reason(err, url)}); "
+                         f"run again to continue, or download it and put it in {by_hand}") from err
     actual = pooch.file_hash(str(path), alg="sha256")
     if actual != expected:
         _discard_cached(path)
@@ -413,8 +434,11 @@ def fetch_dataset(download: DatasetDownload, data_root: str | Path,
     print(f"{download.name}: fetching {len(pending)} file(s), {_size(None if None in sizes else sum(sizes))}, "
           f"into {data_root}")
     for remote in pending:
-        unpacked = f"{data_root / (remote.unpack_to or '')} (unpacked)"
-        path = fetch_file(remote, work, by_hand=unpacked, verified_only=False)
+        into = data_root / (remote.unpack_to or "")
+        manual = (f"download {remote.url} and put it in {work}/ (it is checked and unpacked at the next run), "
+                  f"or unpack it yourself into {into}/ so that {data_root / remote.provides} exists"
+                  if remote.unpack_to is not None else f"download {remote.url} and put it in {data_root}/")
+        path = fetch_file(remote, work, verified_only=False, manual=manual)
         if remote.unpack_to is None:
             _write_atomically(data_root / remote.filename, lambda tmp: shutil.copyfile(path, tmp))
         else:

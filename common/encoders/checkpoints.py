@@ -19,7 +19,8 @@ from typing import Iterable, Mapping
 
 import torch
 
-from ..data.fetch import FetchError, HubFile, RemoteFile, cache_dir, fetch_file, fetch_hub_file, offline
+from ..data.fetch import (FetchError, HubFile, RemoteFile, cache_dir, failure_reason, fetch_file, fetch_hub_file,
+                          offline)
 from ..errors import UserError
 
 
@@ -190,6 +191,8 @@ def hub_snapshot(repo_id: str, revision: str | None, by_hand: Path) -> Path:
                               "Hugging Face cache, and downloads are off (--offline or HF_HUB_OFFLINE=1): download "
                               f"config.json, model.safetensors or pytorch_model.bin and preprocessor_config.json "
                               f"from {url} into {by_hand}/")
+    from huggingface_hub import constants
+    endpoint = f"{constants.ENDPOINT}/{repo_id}"
     try:
         for patterns in kinds:
             folder = _hub_folder(repo_id, revision, patterns, local_only=False)
@@ -197,6 +200,7 @@ def hub_snapshot(repo_id: str, revision: str | None, by_hand: Path) -> Path:
                 return folder
     except Exception as err:  # network, unknown repository or revision
         raise CheckpointError(f"cannot fetch {repo_id} (revision {revision or 'main'}) from the Hugging Face hub "
-                              f"({type(err).__name__}: {str(err)[:200]}); or download it from {url} into "
-                              f"{by_hand}/") from err
+                              f"({failure_reason(err, endpoint)}): run again, or download config.json, "
+                              f"model.safetensors or pytorch_model.bin and preprocessor_config.json from {url} "
+                              f"into {by_hand}/") from err
     raise CheckpointError(f"{repo_id} (revision {revision}) has neither model.safetensors nor pytorch_model.bin")

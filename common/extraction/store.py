@@ -256,10 +256,12 @@ class FeatureStore:
         return FeatureSet(items, embeddings, meta)
 
 
-def find_stores(features_dir: Path, encoder: str | None = None) -> list[FeatureStore]:
-    """Complete stores under `<work>/features/`, optionally of one encoder. A
-    store whose meta.json is damaged is named in a warning and left out: it
-    blocks only itself."""
+def find_stores(features_dir: Path, encoder: str | None = None, task: str | None = None) -> list[FeatureStore]:
+    """Complete stores under `<work>/features/`, optionally of one encoder and
+    one task (a task folder copied with its features/ holds the old task's
+    stores, which must not be probed as the new task's). A store whose
+    meta.json is damaged is named in a warning and left out: it blocks only
+    itself."""
     found = []
     for meta_file in sorted(Path(features_dir).glob("*/*/meta.json")):
         store = FeatureStore(meta_file.parent)
@@ -268,6 +270,8 @@ def find_stores(features_dir: Path, encoder: str | None = None) -> list[FeatureS
         except StoreDamagedError as err:
             warnings.warn(f"{err}; skipped", stacklevel=2)
             continue
-        if meta.get("complete") and (encoder is None or meta["settings"].get("encoder") == encoder):
+        settings = meta["settings"]
+        if meta.get("complete") and (encoder is None or settings.get("encoder") == encoder) \
+                and (task is None or settings.get("task") == task):
             found.append(store)
     return found

@@ -19,6 +19,10 @@ from .protocols import OfficialFolds, Protocol
 from .training import DEFAULT_RECIPE, Recipe, cpu_threads, refit_probe, train_probe
 
 WEIGHTED = "weighted"  # learnable weighted sum of all stored layers (SUPERB's featurizer)
+
+
+class LayerError(UserError, ValueError):
+    """A --layer value that a store cannot serve (not stored, index out of range)."""
 SINGLE_SPLIT_SEEDS = (0, 1, 2)
 
 
@@ -47,17 +51,17 @@ def probe_layers(settings: dict, spec: str | None) -> tuple[list[str], list[str]
         return stored, stored
     if spec == WEIGHTED:
         if len(stored) < 2:
-            raise ValueError("--layer weighted needs features of several layers: extract with --layer all")
+            raise LayerError("--layer weighted needs features of several layers: extract with --layer all")
         if len(set(settings["layers"].values())) > 1:
-            raise ValueError(f"--layer weighted sums layers of one width; this store's differ: {settings['layers']}")
+            raise LayerError(f"--layer weighted sums layers of one width; this store's differ: {settings['layers']}")
         return [WEIGHTED], stored
     if spec.lstrip("-").isdigit() and spec not in stored:
         index = int(spec)
         if not -len(stored) <= index < len(stored):
-            raise ValueError(f"layer index {index} is out of range: the store holds {', '.join(stored)}")
+            raise LayerError(f"layer index {index} is out of range: the store holds {', '.join(stored)}")
         spec = stored[index]
     if spec not in stored:
-        raise ValueError(f"layer {spec!r} is not stored; the store holds {', '.join(stored)} "
+        raise LayerError(f"layer {spec!r} is not stored; the store holds {', '.join(stored)} "
                          "(extract it with --layer)")
     return [spec], [spec]
 
@@ -258,10 +262,22 @@ def run_probes(task: Task, stores: list[FeatureStore], *, layer: str | None = No
     whose data the store holds (a protocol needing, e.g., a test archive the
     store lacks is skipped with its reason); `validation` applies to fold
     protocols only."""
-    rows, results = [], []
+    rows, results, plans, skipped = [], [], [], []
     for store in stores:
-        settings = store.meta()["settings"]
-        layers, needed = probe_layers(settings, layer)
+        try:
+            plans.append((store, *probe_layers(store.meta()["settings"], layer)))
+        except LayerError as err:
+            skipped.append((store.path.name, err))
+    # with several stores of an encoder (its default layer, and all layers), a
+    # layer choice is served by those that hold it
+    if skipped and not plans:
+        if len(skipped) == 1:
+            raise skipped[0][1]
+        raise LayerError("no store serves --layer " + str(layer) + ": "
+                         + "; ".join(f"{name}: {err}" for name, err in skipped))
+    for name, err in skipped if progress else ():
+        print(f"{task.name}: skipping store {name}: {err}")
+    for store, layers, needed in plans:
         features = store.load(needed)
         chosen = protocols or [name for name in task.protocols if _runnable(task, name, features.items, progress)]
         for name in layers:

@@ -26,7 +26,7 @@ from ..entry import add_debug_option, entry_point
 from ..errors import UserError
 from ..files import atomic_path
 from ..extraction.pooling import check_pooling, pooled_dim
-from ..options import device, positive_int
+from ..options import HelpFormatter, device, positive_int
 from ..task import Task
 from .probe_io import ProbeError, SavedProbe, find_probes, load_probe
 
@@ -58,7 +58,8 @@ def choose_probe(task: Task, work_dirs: list[Path], encoder: str | None = None, 
         wanted = ", ".join(f"{k} {v}" for k, v in (("encoder", encoder), ("head", head), ("protocol", protocol),
                                                    ("store", store), ("layer", layer), ("split", split)) if v)
         raise ProbeError(f"no saved {task.name} probe{' with ' + wanted if wanted else ''} under "
-                         f"{' or '.join(str(Path(w) / 'results') for w in work_dirs)}: run `python train.py` first")
+                         f"{' or '.join(str(Path(w) / 'results') for w in work_dirs)}: run `python train.py` in "
+                         f"{task.folder.name}/ first")
     return found[0][0]
 
 
@@ -175,20 +176,20 @@ def predict_parser(task: Task) -> argparse.ArgumentParser:
         description=f"Classify audio files with a probe trained by train.py on {task.title} "
                     f"(classes of the probe's protocol). A file prints its top-k classes; a folder "
                     f"(searched recursively for *.wav and *.flac) writes a CSV with one row per file.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_FOLDER", help="audio file(s) or folder(s)")
     p.add_argument("--top-k", type=positive_int, default=5, help="classes to show per file")
     p.add_argument("--encoder", help="use a probe trained on this encoder's features (default: the most recent)")
-    p.add_argument("--store", help="use a probe trained on this feature store")
-    p.add_argument("--layer", help="use a probe trained on this layer")
+    p.add_argument("--store", help="use a probe trained on this feature store (default: any)")
+    p.add_argument("--layer", help="use a probe trained on this layer (default: any)")
     p.add_argument("--head", choices=("linear", "three_layer"), help="probe head (default: the most recent)")
-    p.add_argument("--protocol", choices=list(task.protocols), help="protocol (class set) of the probe")
-    p.add_argument("--split", choices=("official", "random"), help="split the probe was trained on")
+    p.add_argument("--protocol", choices=list(task.protocols), help="protocol (class set) of the probe (default: any)")
+    p.add_argument("--split", choices=("official", "random"), help="split the probe was trained on (default: any)")
     p.add_argument("--probe", help="a saved probe's .probe.json (instead of searching)")
     p.add_argument("--work-dir", help="where results/ with saved probes is (default: the task folder, then "
                                       f"demo_runs/{task.folder.name})")
     p.add_argument("--pretrained-dir", help="folder holding the checkpoints (default: pretrained_models/)")
-    p.add_argument("--device", default="auto", type=device, help="auto (CUDA when present), cpu, cuda")
+    p.add_argument("--device", default="auto", type=device, help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=positive_int, default=16, help="files embedded per forward pass")
     p.add_argument("--out", help="CSV to write (default for a folder: <folder name>_predictions.csv here)")
     return add_debug_option(p)

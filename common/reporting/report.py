@@ -37,6 +37,7 @@ from ..encoders import PROJECT_ROOT
 from ..entry import add_debug_option, entry_point
 from ..errors import UserError
 from ..files import atomic_path, atomic_write_text
+from ..options import HelpFormatter
 from . import PUBLISHED_TABLE
 
 PUBLISHED_COLUMNS = ("source", "citation", "url", "encoder", "task", "dataset_version", "protocol", "test_set",
@@ -164,13 +165,20 @@ def load_published(path: str | Path = PUBLISHED_TABLE) -> list[Published]:
 
 
 # --------------------------------------------------------------------------- our results
+def task_folders() -> list[str]:
+    """The six task folders, then every other folder of the project that
+    declares a task (a task added by copying a folder needs no edit here)."""
+    added = sorted(p.parent.name for p in PROJECT_ROOT.glob("*/task.py") if p.parent.name not in TASK_FOLDERS)
+    return [*TASK_FOLDERS, *added]
+
+
 def result_files(work_dirs: list[str | Path] | None = None) -> list[tuple[Path, str]]:
     """(results.csv, origin) pairs. Default: each task folder's results/ and
     demo_runs/<task>/results/ (origin "demo"); given dirs are searched
     recursively (a work root, a task work dir, or a results/ dir)."""
     found = []
     if not work_dirs:
-        for folder in TASK_FOLDERS:
+        for folder in task_folders():
             for base, origin in ((PROJECT_ROOT / folder, ""), (PROJECT_ROOT / "demo_runs" / folder, "demo")):
                 path = base / "results" / "results.csv"
                 if path.is_file():
@@ -425,7 +433,9 @@ class Leaderboard:
         return pd.DataFrame(records)
 
     def comparison_frame(self) -> pd.DataFrame:
-        """Long CSV: one row per number in a comparison, ours and published."""
+        """Long CSV: one row per number in a comparison, ours and published
+        (header only when nothing pairs)."""
+        columns = ["column", *Setting.__dataclass_fields__, "kind", "encoder", "head", "value", "std", "source", "url"]
         records = []
         for comp in self.comparisons:
             base = {"column": self.title(comp.column), **vars(comp.setting)}
@@ -438,7 +448,7 @@ class Leaderboard:
             for pub in comp.published:
                 records.append({**base, "kind": "published", "encoder": pub.encoder, "head": "", "value": pub.value,
                                 "std": None, "source": pub.source, "url": pub.url})
-        return pd.DataFrame(records)
+        return pd.DataFrame(records, columns=columns)
 
     def plot(self, path: Path) -> Path | None:
         from .plots import leaderboard_plot
@@ -461,10 +471,10 @@ class Leaderboard:
         atomic_write_text(paths["markdown"], text)
         with atomic_path(paths["csv"]) as tmp:
             self.frame().to_csv(tmp, index=False)
-        if self.comparisons:
-            paths["comparisons"] = out / "comparisons.csv"
-            with atomic_path(paths["comparisons"]) as tmp:
-                self.comparison_frame().to_csv(tmp, index=False)
+        # written even when empty: a comparisons.csv left by an earlier report would contradict this one
+        paths["comparisons"] = out / "comparisons.csv"
+        with atomic_path(paths["comparisons"]) as tmp:
+            self.comparison_frame().to_csv(tmp, index=False)
         png = self.plot(out / "leaderboard.png")
         if png:
             paths["png"] = png
@@ -502,7 +512,9 @@ def build_leaderboard(work_dirs: list[str | Path] | None = None, published: str 
         column = Column(r["task"], r["variant"], r["protocol"], r["subset"], validation_rule(r))
         metrics[column] = r["metric"]
         multi = layers_per_store.get((r["origin"], r["store"]), 1) > 1
-        label = r["store"] + (f"/{r['layer']}" if multi else "") + (" [demo]" if r["origin"] == "demo" else "")
+        # a weighted-sum probe is named as such even when it is the store's only probed layer
+        named = multi or r["layer"] == "weighted"
+        label = r["store"] + (f"/{r['layer']}" if named else "") + (" [demo]" if r["origin"] == "demo" else "")
         key = (r["origin"], r["store"], r["layer"] if multi else "")
         spec = specs.setdefault(key, Entry(label, r["encoder"], r["store"], r["layer"]))
         single = str(r.get("runs", "")).strip() == "1"   # one fold, one seed: no spread to show
@@ -550,7 +562,7 @@ def parser() -> argparse.ArgumentParser:
                     "the head chosen on validation, mean ± std over folds and seeds), with the published numbers "
                     "measured in exactly the same setting listed beside ours. Writes leaderboard.md, "
                     "leaderboard.csv, comparisons.csv and leaderboard.png.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("--work-dir", nargs="+", metavar="DIR",
                    help="where results are: work roots, task work dirs or results/ folders, searched for "
                         "results.csv (default: each task folder's results/ and demo_runs/<task>/results/)")

@@ -63,10 +63,15 @@ def markdown_table(rows: list[dict]) -> str:
     lines = ["| task | protocol | encoder | layer | head | metric | mean ± std (%) | validation (%) | macro-F1 (%) "
              "| runs |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        # what tells two rows of one encoder apart: the settings that are not the defaults, and the store
+        tags = [tag for tag, shown in (("random split", r["split"] == "random"),
+                                       ("next-fold", r.get("validation") == "next-fold"),
+                                       ("refit", str(r.get("refit", "")).lower() == "true")) if shown]
         protocol = r["protocol"] + (f" ({r['subset']})" if r.get("subset") else "") + \
-            (" [random split]" if r["split"] == "random" else "")
+            (f" [{', '.join(tags)}]" if tags else "")
+        encoder = r["encoder"] + (f" ({r['store']})" if r.get("store") and r["store"] != r["encoder"] else "")
         valid = f"{100 * float(r['valid_mean']):.1f}" if str(r.get("valid_mean", "")) != "" else "–"
-        lines.append(f"| {r['task']} | {protocol} | {r['encoder']} | {r['layer']} | {r['head']} | {r['metric']} | "
+        lines.append(f"| {r['task']} | {protocol} | {encoder} | {r['layer']} | {r['head']} | {r['metric']} | "
                      f"{100 * float(r['mean']):.1f} ± {100 * float(r['std']):.1f} | {valid} | "
                      f"{100 * float(r['macro_f1']):.1f} | {r['runs']} |")
     return "\n".join(lines)

@@ -58,6 +58,8 @@ class Separator:
     needs_references: ClassVar[bool] = False
     #: the method's own command-line options
     method_options: ClassVar[tuple[MethodOption, ...]] = ()
+    #: the dataset whose class names `Query.classes` must use (NMF: its bases'); None: any names
+    dataset: str | None = None
 
     @classmethod
     def from_options(cls, pretrained_dir: Path, **options) -> "Separator":
@@ -72,6 +74,10 @@ class Separator:
         """Clips (benchmark file names or item ids) the method learned from;
         benchmark mixtures that use one are excluded from its scores."""
         return set()
+
+    def unknown_classes(self, names: list[str]) -> list[str]:
+        """Those of `names` the method cannot separate (none when it takes any name)."""
+        return []
 
     def config(self) -> dict:
         """JSON-serialisable settings that determine the output (checkpoint, options)."""

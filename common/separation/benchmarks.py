@@ -125,8 +125,17 @@ class Benchmark:
     def settings(self) -> dict:
         return {"name": self.name, "sample_rate": self.sample_rate}
 
+    def root(self, given) -> Path:
+        """The dataset folder that `given` (a data root) names."""
+        return Path(given).expanduser().resolve()
+
     def row_ids(self, root, **kwargs) -> list[str]:
         raise NotImplementedError
+
+    def complete(self, root, **kwargs) -> bool:
+        """Whether the data under `root` is the whole dataset the benchmark draws
+        from (False: e.g. the demo data; scores are then marked not comparable)."""
+        return True
 
     def mixtures(self, root, skip: set[str] = frozenset(), **kwargs) -> Iterator[tuple[str, object]]:
         raise NotImplementedError
@@ -235,6 +244,14 @@ class NSynthDuets(Benchmark):
 
     def row_ids(self, root, **kwargs) -> list[str]:
         return [f"{self.name}-{i:04d}" for i in range(self.count)]
+
+    def complete(self, root, **kwargs) -> bool:
+        # the pairs are drawn from the split's notes: fewer notes, other pairs
+        import json
+
+        from ..data.nsynth import SPLITS
+        listed = Path(root).expanduser().resolve() / f"nsynth-{self.split}" / "examples.json"
+        return len(json.loads(listed.read_text())) == SPLITS[self.split]
 
     def mixtures(self, root, skip=frozenset(), exclude_clips=frozenset(), **kwargs):
         length = int(round(self.duration * self.sample_rate))

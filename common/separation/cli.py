@@ -12,6 +12,7 @@ from pathlib import Path
 from ..data import DatasetError
 from ..data.audio import AudioReadError
 from ..errors import UserError
+from ..options import device, positive_int
 from . import SEPARATORS, build_separator, separator_class
 from .benchmarks import BENCHMARKS, benchmark
 
@@ -64,11 +65,12 @@ def _common(p: argparse.ArgumentParser, method: str | None) -> None:
     _add_method_options(p, method)
 
 
-def _build(args, work_dir: Path, dataset: str | None = None):
+def _build(args, work_dir: Path, dataset: str | None = None, classes: list[str] | None = None):
     options = _method_options(args)
-    if "bases" in options and options["bases"] is None:   # NMF: bases trained into this work dir
+    if "bases" in options and options["bases"] is None:   # NMF: the newest bases in this work dir that fit
         options["bases"] = str(work_dir / "models" / "nmf")
         options["dataset"] = dataset
+        options["classes"] = classes
     return build_separator(args.method, args.pretrained_dir, **options)
 
 
@@ -85,12 +87,15 @@ def separate_parser(task, method: str | None = None) -> argparse.ArgumentParser:
     q.add_argument("--query", help='text naming the source, e.g. "dog barking"')
     q.add_argument("--query-audio", help="a reference recording of the wanted sound")
     q.add_argument("--query-embedding", help="a precomputed query embedding (.npy, e.g. 512-d CLAP)")
-    q.add_argument("--classes", nargs="+", help="classes in the mixture, target first (nmf)")
-    q.add_argument("--probe", help="predict the classes in each mixture with this saved probe (.probe.json)")
-    q.add_argument("--probe-task", help="predict them with the newest saved probe of this task folder "
-                                        "(e.g. esc50_feature_fc)")
-    q.add_argument("--top-k", type=int, default=2, help="classes taken from the probe's prediction")
-    q.add_argument("--device", default="auto", help="device of the probe's encoder")
+    classes = q.add_mutually_exclusive_group()
+    classes.add_argument("--classes", nargs="+", help="classes in the mixture, target first (nmf)")
+    classes.add_argument("--probe", help="predict the classes in each mixture with this saved probe (.probe.json "
+                                         "from train.py in esc50_feature_fc/ or nsynth_feature_fc/); its top "
+                                         "class is the target unless --query names one")
+    classes.add_argument("--probe-task", help="predict them with the newest saved probe of this task folder "
+                                              "(esc50_feature_fc or nsynth_feature_fc)")
+    q.add_argument("--top-k", type=positive_int, default=2, help="classes taken from the probe's prediction")
+    q.add_argument("--device", type=device, default="auto", help="device of the probe's encoder")
     _common(p, method)
     return p
 
@@ -110,22 +115,58 @@ def audio_files(paths: list[str]) -> list[tuple[Path, Path | None]]:
     return out
 
 
-def _probe_classes(args, files: list[Path]) -> dict[str, list[str]]:
-    """file -> top-k classes predicted by a saved probe of this benchmark."""
+def _saved_probe(args, task):
+    """The probe --probe or --probe-task names; refused unless it classifies
+    the dataset of one of this task's benchmarks (ESC-50, NSynth)."""
     from ..encoders import PROJECT_ROOT
-    from ..extraction.extract import resolve_device
-    from ..probing.predict import Predictor, choose_probe, default_work_dirs
-    from ..probing.probe_io import load_probe
+    from ..probing.predict import PREDICT_FIELDS, choose_probe, default_work_dirs
+    from ..probing.probe_io import ProbeError, load_probe
     from ..task import load_task
+    datasets = sorted({benchmark(name).dataset for name in task.benchmarks})
+    takes = f"separate.py takes probes of {' or '.join(datasets)} (the datasets of its benchmarks)"
     if args.probe:
         path = Path(args.probe)
     else:
-        probe_task = load_task(PROJECT_ROOT / args.probe_task)
+        folder = PROJECT_ROOT / args.probe_task
+        if not (folder / "task.py").is_file():
+            raise ProbeError(f"--probe-task {args.probe_task}: {folder} is not a task folder; {takes}")
+        probe_task = load_task(folder)
+        if probe_task.name not in datasets:
+            raise ProbeError(f"--probe-task {args.probe_task} classifies {probe_task.name}; {takes}")
         path = choose_probe(probe_task, default_work_dirs(probe_task))
-    predictor = Predictor(load_probe(path), resolve_device(args.device), args.pretrained_dir)
+    probe = load_probe(path, PREDICT_FIELDS)
+    if probe.info["task"] not in datasets:
+        raise ProbeError(f"{path} is a probe of task {probe.info['task']!r}; {takes}")
+    return probe
+
+
+def _check_probe_fits(probe, separator, method: str) -> None:
+    """Refuse a probe whose classes the separator cannot separate, before any work."""
+    from ..probing.probe_io import ProbeError
+    task = probe.info["task"]
+    if separator.dataset is not None and separator.dataset != task:
+        raise ProbeError(f"the probe {probe.path} predicts {task} classes but the {method} separator separates "
+                         f"{separator.dataset} classes; give a probe of {separator.dataset} (or other --bases)")
+    unknown = separator.unknown_classes(probe.classes)
+    if unknown:
+        raise ProbeError(f"the probe {probe.path} predicts classes the {method} separator does not know: "
+                         f"{', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}")
+
+
+def _probe_predictions(probe, args, files: list[Path]) -> dict[str, list[tuple[str, float]]]:
+    """file -> [(class, probability)] of the probe's top-k, best first."""
+    from ..extraction.extract import resolve_device
+    from ..probing.predict import PredictionError, Predictor
+    predictor = Predictor(probe, resolve_device(args.device), args.pretrained_dir)   # refuses a changed encoder
     table = predictor.predict_files(files, args.top_k)
-    print(f"classes predicted by the probe {path}")
-    return {row["file"]: [row[f"top{i}"] for i in range(1, args.top_k + 1) if isinstance(row.get(f"top{i}"), str)]
+    failed = table[table["error"].notna()] if "error" in table else table.iloc[:0]
+    if len(failed):
+        first = failed.iloc[0]
+        raise PredictionError(f"the probe could not classify {first['file']} ({first['error']})"
+                              + (f" and {len(failed) - 1} more file(s)" if len(failed) > 1 else ""))
+    ranks = sum(1 for c in table.columns if c.startswith("top"))
+    print(f"classes predicted by the probe {probe.path}")
+    return {row["file"]: [(row[f"top{i}"], float(row[f"p{i}"])) for i in range(1, ranks + 1)]
             for _, row in table.iterrows()}
 
 
@@ -139,26 +180,35 @@ def separate_main(task, argv: list[str] | None = None) -> list[dict]:
         from .base import Query
         from .pipeline import separate_files
         work_dir = Path(args.work_dir or task.folder)
-        separator = _build(args, work_dir)
         inputs = audio_files(args.inputs)
         files = [f for f, _ in inputs]
-        predicted = _probe_classes(args, files) if args.probe or args.probe_task else {}
+        # every check (probe, bases, encoder) comes before the first file is written
+        probe = _saved_probe(args, task) if args.probe or args.probe_task else None
+        named = list(args.classes or ([args.query] if args.query else []))
+        separator = _build(args, work_dir, dataset=probe.info["task"] if probe else None, classes=named or None)
+        if probe:
+            _check_probe_fits(probe, separator, args.method)
+        predicted = _probe_predictions(probe, args, files) if probe else {}
         embedding = np.load(args.query_embedding, allow_pickle=False).astype(np.float32) \
             if args.query_embedding else None
 
         def query_for(path, audio, rate):
             classes = list(args.classes) if args.classes else None
-            if str(path) in predicted:
-                top = predicted[str(path)]
+            if probe:
+                top = [name for name, _ in predicted[str(path)]]
                 classes = ([args.query] + [c for c in top if c != args.query]) if args.query else top
             # Query.audio is at the separator's rate (the input's for methods that take any rate)
             reference = load_audio(args.query_audio, separator.sample_rate or rate) if args.query_audio else None
             return Query(text=args.query, audio=reference, embedding=embedding, classes=classes)
 
+        def query_notes(path):   # how the classes were chosen, kept in separation.json
+            return {"probe": str(probe.path), "predicted": predicted[str(path)]} if probe else {}
+
         done = []
         for base in dict.fromkeys(b for _, b in inputs):
             group = [f for f, b in inputs if b == base]
-            done += separate_files(separator, args.method, group, Path(args.out), query_for, base)
+            done += separate_files(separator, args.method, group, Path(args.out), query_for, base,
+                                   query_notes=query_notes)
     except USER_ERRORS as err:
         _fail(err)
     for item in done[:10]:
@@ -196,9 +246,9 @@ def evaluate_main(task, argv: list[str] | None = None):
     import os
     import warnings
 
-    from ..cli import show_warnings
     method = _method(argv if argv is not None else sys.argv[1:])
     args = evaluate_parser(task, method).parse_args(argv)
+    from ..cli import show_warnings   # after parsing: it imports torch, which --help does not need
     warnings.showwarning = show_warnings
     from .pipeline import evaluate
     from .report import markdown_rows
@@ -254,8 +304,8 @@ def train_main(task, argv: list[str] | None = None) -> Path:
     import os
     import warnings
 
-    from ..cli import show_warnings
     args = train_parser(task).parse_args(argv)
+    from ..cli import show_warnings   # after parsing: it imports torch, which --help does not need
     warnings.showwarning = show_warnings
     from .nmf import train_bases
     try:

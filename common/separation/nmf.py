@@ -114,13 +114,14 @@ def save_bases(bases: dict[str, np.ndarray], stem: str | Path, info: dict) -> Pa
     return meta
 
 
-def load_bases(path: str | Path, dataset: str | None = None) -> tuple[Path, dict[str, np.ndarray], dict]:
+def load_bases(path: str | Path, dataset: str | None = None, classes: list[str] | None = None
+               ) -> tuple[Path, dict[str, np.ndarray], dict]:
     """(JSON path, {class: bases}, info) of a bases file, or of the newest one
-    (of `dataset`, if given) in a folder."""
+    in a folder (of `dataset` and knowing every one of `classes`, if given)."""
     from safetensors.numpy import load_file
     path = Path(path)
-    if path.is_dir():
-        path = find_bases(path, dataset)
+    if path.is_dir() or not (path.exists() or path.name.endswith(JSON_SUFFIX)):   # a folder, perhaps not made yet
+        path = find_bases(path, dataset, classes)
     if not path.name.endswith(JSON_SUFFIX) or not path.is_file():
         raise BasesError(f"{path} is not a saved NMF bases file (*{JSON_SUFFIX}); train bases with "
                          "`python train.py --data-root DIR` in source_separation/")
@@ -132,39 +133,59 @@ def load_bases(path: str | Path, dataset: str | None = None) -> tuple[Path, dict
     return path, bases, info
 
 
-def find_bases(folder: str | Path, dataset: str | None = None) -> Path:
-    """The most recent bases JSON under `folder` (of `dataset`, if given)."""
+def find_bases(folder: str | Path, dataset: str | None = None, classes: list[str] | None = None) -> Path:
+    """The most recent bases JSON under `folder` of `dataset` (if given) that
+    knows every class in `classes` (if given)."""
     folder = Path(folder)
-    found = []
+    saved = []
     for path in folder.rglob(f"*{JSON_SUFFIX}") if folder.is_dir() else []:
         try:
             info = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if dataset is None or info.get("dataset") == dataset:
-            found.append((info.get("created", ""), str(path)))
-    if not found:
-        what = f" of {dataset}" if dataset else ""
-        raise BasesError(f"no NMF bases{what} under {folder}: train them first "
+        saved.append((info.get("created", ""), str(path), info))
+    if not saved:
+        raise BasesError(f"no NMF bases under {folder}: train them first "
                          "(`python train.py --data-root DIR` in source_separation/) or give --bases FILE")
+    wanted = {class_key(c): c for c in classes or []}
+    found = [(created, path) for created, path, info in saved
+             if (dataset is None or info.get("dataset") == dataset)
+             and set(wanted) <= {class_key(c) for c in info.get("classes", [])}]
+    if not found:
+        what = " and ".join(part for part in (f"of {dataset}" if dataset else "",
+                                               f"that know {', '.join(map(repr, wanted.values()))}" if wanted else "")
+                            if part)
+        have = "; ".join(f"{Path(path).name} ({info.get('dataset')}: {_some(info.get('classes', []))})"
+                         for _, path, info in sorted(saved, key=lambda s: s[:2], reverse=True)[:3])
+        raise BasesError(f"no NMF bases {what} under {folder} (saved: {have}); train them "
+                         "(`python train.py --dataset esc50|nsynth --data-root DIR`) or give --bases FILE")
     return Path(max(found)[1])
+
+
+def _some(names, shown: int = 12) -> str:
+    names = list(map(str, names))
+    return ", ".join(names[:shown]) + (f", ... ({len(names)} classes)" if len(names) > shown else "")
 
 
 class NMFSeparator(Separator):
     sample_rate = 16000   # replaced by the rate the bases were learned at
     method_options = (
         MethodOption("bases", str, None, "NMF bases (*.bases.json from train.py, or a folder holding them; "
-                                         "default: the newest under source_separation/models/nmf/)"),
+                                         "default: the newest under source_separation/models/nmf/ that knows "
+                                         "the classes asked for, of the probe's or benchmark's dataset)"),
         MethodOption("max_iter", int, 200, "multiplicative-update iterations per mixture"),
         MethodOption("mask_power", float, 2.0, "soft mask exponent (2: Wiener)"),
     )
 
     def __init__(self, bases: str | Path | None = None, max_iter: int = 200, mask_power: float = 2.0,
-                 dataset: str | None = None):
+                 dataset: str | None = None, classes: list[str] | None = None):
+        """`bases`: a file, or a folder whose newest bases of `dataset` knowing
+        every one of `classes` are taken (both optional)."""
         if bases is None:
             from ..encoders import PROJECT_ROOT
             bases = PROJECT_ROOT / "source_separation" / "models" / "nmf"
-        self.bases_path, self.bases, self.info = load_bases(bases, dataset)
+        self.bases_path, self.bases, self.info = load_bases(bases, dataset, classes)
+        self.dataset = self.info.get("dataset")
         self.keys = {class_key(name): name for name in self.bases}
         self.sample_rate = int(self.info["sample_rate"])
         self.n_fft, self.hop = int(self.info.get("n_fft", N_FFT)), int(self.info.get("hop", HOP))
@@ -177,6 +198,9 @@ class NMFSeparator(Separator):
 
     def training_clips(self) -> set[str]:
         return set(self.info.get("train_clips", []))
+
+    def unknown_classes(self, names) -> list[str]:
+        return [n for n in names if class_key(n) not in self.keys]
 
     def resolve(self, query: Query) -> list[str]:
         """The bases' class names for the query, target first."""

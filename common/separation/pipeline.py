@@ -40,6 +40,10 @@ class RunMismatchError(UserError):
     """Scores on disk were made with other settings than the ones asked for."""
 
 
+class NothingScoredError(UserError):
+    """Every mixture of a run failed or was excluded: there is no result to record."""
+
+
 def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     if from_rate == to_rate or not len(audio):
         return np.asarray(audio, dtype=np.float32)
@@ -89,9 +93,11 @@ def query_record(query: Query) -> dict:
 
 
 def separate_files(separator: Separator, method: str, files: list[Path], out_dir: Path,
-                   query_for, base: Path | None = None, progress: bool = True) -> list[dict]:
+                   query_for, base: Path | None = None, progress: bool = True, query_notes=None) -> list[dict]:
     """Separate each file (query_for(path, audio, rate) -> Query); outputs
-    under out_dir/<file stem, or its path relative to `base`>/."""
+    under out_dir/<file stem, or its path relative to `base`>/. `query_notes(path)`
+    -> dict: how the query was made (e.g. a probe's predictions), added to the
+    query in separation.json."""
     from tqdm import tqdm
     done = []
     for path in tqdm(files, desc=f"separating ({method})", unit="file", disable=not progress or len(files) < 2):
@@ -103,7 +109,8 @@ def separate_files(separator: Separator, method: str, files: list[Path], out_dir
         separated = run_separator(separator, audio, info.samplerate, query)
         name = path.relative_to(base).with_suffix("") if base else Path(path.stem)
         record = {"input": str(path), "sample_rate": info.samplerate, "method": method,
-                  "method_config": separator.config(), "query": query_record(query),
+                  "method_config": separator.config(),
+                  "query": {**query_record(query), **(query_notes(path) if query_notes else {})},
                   "created": time.strftime("%Y-%m-%d %H:%M:%S")}
         written = write_outputs(out_dir / name, separator, separated, info.samplerate, record)
         done.append({"input": str(path), "out_dir": str(out_dir / name), "files": [p.name for p in written]})
@@ -177,19 +184,23 @@ def evaluate(separator: Separator, method: str, bench: Benchmark, data_root, wor
 
     from ..reporting.results import append_csv, now
     kwargs = {"mixture_list": mixture_list, "mixture_dir": mixture_dir} if bench.name == "esc50" else {}
+    # the data is part of the settings: scores of another copy (demo or real) are never resumed into
     settings = {"benchmark": bench.settings(**kwargs), "method": method, "method_config": separator.config(),
-                "limit": limit}
+                "limit": limit, "data": str(Path(bench.root(data_root)).resolve()),
+                "mixture_dir": str(Path(mixture_dir).expanduser().resolve()) if mixture_dir else None}
     paths = RunPaths(Path(work_dir) / "results" / bench.name / method)
     previous = _read_json(paths.settings)
-    if previous is not None and previous != _normal(settings) and not overwrite:
+    saved = _read_scores(paths.scores)
+    if previous is not None and previous != _normal(settings) and saved and not overwrite:
         raise RunMismatchError(f"{paths.folder} holds scores made with other settings "
                                f"({_first_difference(previous, _normal(settings))}); pass --overwrite to replace "
                                "them, or --work-dir to keep both")
     if overwrite or previous != _normal(settings):
         for path in (paths.scores, paths.result):
             path.unlink(missing_ok=True)
+        saved = []
     atomic_write_json(paths.settings, settings, default=str)
-    rows = pd.read_csv(paths.scores).to_dict("records") if paths.scores.is_file() else []
+    rows = saved
     done = {r["id"] for r in rows}
     exclude = separator.training_clips() if hasattr(separator, "training_clips") else set()
     all_ids = bench.row_ids(data_root, **kwargs)
@@ -227,8 +238,13 @@ def evaluate(separator: Separator, method: str, bench: Benchmark, data_root, wor
     if len(scores):
         scores = scores[scores["id"].isin(wanted)].sort_values("id").reset_index(drop=True)
     excluded = len(wanted) - len(scores) - len(failures)
+    if wanted and not len(scores):   # a row of dashes would hide the last real result in report.py
+        why = (f"{len(failures)} failed, the first: {failures[0]['error']}" if failures else
+               f"{excluded} excluded as mixtures using clips the method was trained on")
+        raise NothingScoredError(f"none of the {len(wanted)} {bench.name} mixtures could be scored ({why}); "
+                                 "nothing recorded")
     complete = bool(settings["benchmark"].get("official_list", True)) and not failures and not limit \
-        and excluded == 0
+        and excluded == 0 and bench.complete(data_root, **kwargs)
     summary = summarize(scores)
     result = {
         "task": "source_separation", "benchmark": bench.name, "benchmark_title": bench.title,
@@ -266,6 +282,14 @@ def read_results(files: list[Path]) -> pd.DataFrame:
         return pd.DataFrame(columns=["benchmark", "method"])
     rows = pd.concat(frames, ignore_index=True)
     return rows.sort_values("created", kind="stable").drop_duplicates(["benchmark", "method"], keep="last")
+
+
+def _read_scores(path: Path) -> list[dict]:
+    """Rows saved by an earlier run ([] when there are none, also for a run that scored nothing)."""
+    try:
+        return pd.read_csv(path).to_dict("records")
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return []
 
 
 def _save_scores(rows: list[dict], path: Path) -> None:

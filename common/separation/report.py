@@ -69,13 +69,9 @@ def markdown_rows(rows: pd.DataFrame, published: pd.DataFrame | None = None) -> 
     return "\n".join(lines)
 
 
-def separation_section(work_dirs=None, with_published: bool = True) -> str | None:
-    """The Markdown section (table and notes), or None without separation results."""
-    files = result_files(work_dirs)
-    rows = read_results(files)
-    if not len(rows):
-        return None
-    published = published_rows() if with_published else None
+def table_with_notes(rows: pd.DataFrame, published: pd.DataFrame | None = None) -> str:
+    """The Markdown table of `rows` (with the published rows of the same
+    benchmarks) and its notes as a list."""
     notes = ["Mean ± std over mixtures. SDRi and SI-SDR as AudioSep defines them (`utils.calculate_sdr`, "
              "`calculate_sisdr`); BSS-eval SDR from fast_bss_eval (512-tap filter). `mixture`: SDRi 0 by "
              "definition; `oracle_irm`: ideal ratio mask from the true sources, the bound of mask methods."]
@@ -83,11 +79,24 @@ def separation_section(work_dirs=None, with_published: bool = True) -> str | Non
         notes.append("†: not the full benchmark (demo data, another mixture list, missing clips, --limit, or "
                      "mixtures excluded because the method trained on their clips); not comparable with "
                      "published numbers.")
+    shown = set(rows["benchmark"]) if len(rows) else set()
+    if published is not None and len(published):
+        published = published[published["dataset_version"].isin(shown)]
     if published is not None and len(published):
         for citation in published.drop_duplicates("source")["citation"]:
             notes.append(f"Published: {citation} (from common/reporting/published_numbers.csv, not re-measured).")
-    return "## Source separation\n\n" + markdown_rows(rows, published) + "\n\n" + \
-        "\n".join(f"- {n}" for n in notes) + "\n\nSources: " + ", ".join(map(str, files)) + "\n"
+    return markdown_rows(rows, published) + "\n\n" + "\n".join(f"- {n}" for n in notes)
+
+
+def separation_section(work_dirs=None, with_published: bool = True) -> str | None:
+    """The Markdown section (table and notes), or None without separation results."""
+    files = result_files(work_dirs)
+    rows = read_results(files)
+    if not len(rows):
+        return None
+    published = published_rows() if with_published else None
+    return "## Source separation\n\n" + table_with_notes(rows, published) + "\n\nSources: " + \
+        ", ".join(map(str, files)) + "\n"
 
 
 def write_separation_section(work_dirs, out: Path, with_published: bool = True) -> str | None:
