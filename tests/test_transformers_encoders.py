@@ -16,8 +16,12 @@ from common.encoders import build_encoder, check_encoder, encoder_class  # noqa:
 from common.encoders.checkpoints import CheckpointError  # noqa: E402
 from common.extraction.extract import embed_batch  # noqa: E402
 
-# small but with the real CNN structure (kernel/stride pattern, 20 ms frames)
-CNN = dict(conv_dim=(16, 16, 16), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2),
+# small but with the real CNN structure: the base models' 7 kernels and
+# strides (receptive field 400 samples, one frame per 320 = 20 ms), 16 channels.
+# Fewer strides would give more frames per second than the real models and
+# attention memory growing with their square (WavLM's position bias on a 5 s
+# clip took gigabytes with a 20-sample stride).
+CNN = dict(conv_dim=(16,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),
            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, **CNN)
 
@@ -217,10 +221,11 @@ def test_frame_counts_follow_the_cnn(tmp_path):
         feats, mask = encoder(x, torch.tensor([16000, 8000]), ["layer0"])["layer0"]
     counts = encoder.model._get_feat_extract_output_lengths(torch.tensor([16000, 8000]))
     assert mask.sum(1).tolist() == counts.tolist() and feats.shape[1] == counts[0]
-    # shorter than the receptive field (40 samples for this CNN) still yields one frame
-    assert encoder.min_samples == 40
+    assert counts.tolist() == [49, 24]  # 20 ms frames, as hubert-base gives
+    # shorter than the receptive field (400 samples, as in the base models) still yields one frame
+    assert encoder.min_samples == 400
     with torch.inference_mode():
-        feats, mask = encoder(torch.randn(1, 20), torch.tensor([20]), ["layer2"])["layer2"]
+        feats, mask = encoder(torch.randn(1, 200), torch.tensor([200]), ["layer2"])["layer2"]
     assert mask.sum() == 1 and torch.isfinite(feats).all()
 
 
