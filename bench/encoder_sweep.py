@@ -34,7 +34,9 @@ import argparse
 import datetime
 import os
 import platform
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -123,9 +125,11 @@ def prepare_weights(name: str, pretrained: Path) -> list[str]:
 
 # ---------------------------------------------------------------- running
 def last_error(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    errors = [line for line in lines if "rror" in line or line.startswith("error")]
-    return (errors or lines or ["(no output)"])[-1][:200]
+    """The entry point's `error: ...` line, else a traceback's last line."""
+    lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
+    reported = [line for line in lines if line.startswith("error:")]
+    raised = [line for line in lines if re.match(r"[\w.]+(Error|Exception|Interrupt)\b", line)]
+    return (reported or raised or lines or ["(no output)"])[-1][:200]
 
 
 def run_step(argv: list[str], cwd: Path, log, timeout: float) -> tuple[bool, float, str]:
@@ -140,6 +144,8 @@ def run_step(argv: list[str], cwd: Path, log, timeout: float) -> tuple[bool, flo
     log.write(f"$ {' '.join(argv)}  (cwd {cwd}, exit {done.returncode}, {seconds:.1f} s)\n"
               f"{done.stdout[-3000:]}\n{done.stderr[-6000:]}\n")
     log.flush()
+    if done.returncode < 0:  # no error line to show: the process was killed (SIGKILL: the OOM killer, usually)
+        return False, seconds, f"killed by {signal.Signals(-done.returncode).name}"
     return done.returncode == 0, seconds, "" if done.returncode == 0 else last_error(done.stderr or done.stdout)
 
 
