@@ -161,9 +161,25 @@ def test_interrupted_run_resumes_and_other_settings_are_refused(demo_roots, tmp_
                  limit=3, progress=False)
     # the same settings on another copy of the data: refused, not resumed into the old scores
     copy = tmp_path / "copy" / "ESC-50-master"
-    shutil.copytree(bench.root(demo_roots["esc50"]), copy)
+    shutil.copytree(demo_roots["esc50"], copy)
     with pytest.raises(RunMismatchError, match="data"):
         evaluate(MixtureBaseline(), "mixture", bench, copy, tmp_path, mixture_list=listed, limit=3, progress=False)
+
+
+def test_premixed_wavs_are_scored_without_a_data_root(demo_roots, tmp_path):
+    """--mixture-dir (AudioSep's pre-mixed WAVs) needs no ESC-50 download."""
+    listed = _esc50_demo_list(demo_roots)
+    bench = BENCHMARKS["esc50"]
+    premixed = tmp_path / "premixed"
+    premixed.mkdir()
+    for row_id, mix in list(bench.mixtures(demo_roots["esc50"], mixture_list=listed))[:2]:
+        idx = int(row_id.rsplit("-", 1)[1])
+        sf.write(premixed / f"segment-{idx}.wav", mix.target, mix.sample_rate, subtype="FLOAT")
+        sf.write(premixed / f"mixture-{idx}.wav", mix.mixture, mix.sample_rate, subtype="FLOAT")
+    run = evaluate(MixtureBaseline(), "mixture", bench, None, tmp_path, mixture_list=listed, mixture_dir=premixed,
+                   limit=2, progress=False)
+    assert run.result["scored"] == 2
+    assert run.scores["sdri"].abs().max() < 1e-4   # the mixture against itself
 
 
 def test_a_run_that_scores_nothing_records_nothing_and_blocks_nothing(demo_roots, tmp_path):

@@ -125,10 +125,6 @@ class Benchmark:
     def settings(self) -> dict:
         return {"name": self.name, "sample_rate": self.sample_rate}
 
-    def root(self, given) -> Path:
-        """The dataset folder that `given` (a data root) names."""
-        return Path(given).expanduser().resolve()
-
     def row_ids(self, root, **kwargs) -> list[str]:
         raise NotImplementedError
 

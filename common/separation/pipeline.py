@@ -186,7 +186,7 @@ def evaluate(separator: Separator, method: str, bench: Benchmark, data_root, wor
     kwargs = {"mixture_list": mixture_list, "mixture_dir": mixture_dir} if bench.name == "esc50" else {}
     # the data is part of the settings: scores of another copy (demo or real) are never resumed into
     settings = {"benchmark": bench.settings(**kwargs), "method": method, "method_config": separator.config(),
-                "limit": limit, "data": str(Path(bench.root(data_root)).resolve()),
+                "limit": limit, "data": str(Path(data_root).expanduser().resolve()) if data_root else None,
                 "mixture_dir": str(Path(mixture_dir).expanduser().resolve()) if mixture_dir else None}
     paths = RunPaths(Path(work_dir) / "results" / bench.name / method)
     previous = _read_json(paths.settings)
