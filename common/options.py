@@ -69,11 +69,15 @@ def learning_rate(text) -> float:
     return value
 
 
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
 def boolean(text) -> bool:
     value = str(text).strip().lower()
-    if value in ("1", "true", "yes", "on"):
+    if value in TRUE_WORDS:
         return True
-    if value in ("0", "false", "no", "off"):
+    if value in FALSE_WORDS:
         return False
     raise OptionError(f"{text!r} is not a yes/no value (true or false)")
 

@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 
 from ..errors import UserError
 from ..files import atomic_path
+from ..options import TRUE_WORDS
 
 OFFLINE_ENV = "AUDIO_PROBES_OFFLINE"
 CACHE_ENV = "AUDIO_PROBES_CACHE"
@@ -104,7 +105,8 @@ class HubFile:
 
 
 def _truthy(value: str | None) -> bool:
-    return str(value or "").strip().lower() in ("1", "true", "yes", "on")
+    """An environment switch: on for the yes-words of `options.boolean`, off for anything else."""
+    return str(value or "").strip().lower() in TRUE_WORDS
 
 
 def offline() -> bool:
